@@ -1,0 +1,210 @@
+"""Django settings for the GlanceSync console.
+
+Everything deployment-specific comes from environment variables with safe defaults; the README's
+"Configuration" section lists them. Nothing secret is hard-coded: without DJANGO_SECRET_KEY a key is
+generated on first run into <data dir>/secret_key (mode 0600).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from glancesync_site.environment import (
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    load_or_create_secret_key,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Local state (SQLite database, generated secret key, collected static files, demo cloud).
+DATA_DIR = Path(env_str("GLANCESYNC_DATA_DIR", str(BASE_DIR / "var"))).expanduser().resolve()
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+# --- Core ------------------------------------------------------------------------------------------------
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or load_or_create_secret_key(DATA_DIR / "secret_key")
+
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# Needed behind an HTTPS reverse proxy whose public origin differs from the Host header.
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "django_htmx",
+    "sync.apps.SyncAppConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "glancesync_site.urls"
+WSGI_APPLICATION = "glancesync_site.wsgi.application"
+ASGI_APPLICATION = "glancesync_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+# --- Database --------------------------------------------------------------------------------------------
+
+_DB_ENGINE = env_str("GLANCESYNC_DB_ENGINE", "sqlite").lower()
+
+if _DB_ENGINE in {"sqlite", "sqlite3"}:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "glancesync.sqlite3",
+            "OPTIONS": {
+                # WAL lets the web pages read while a task worker writes; IMMEDIATE transactions take the
+                # write lock up front so concurrent writers wait (up to `timeout` s) instead of failing
+                # with "database is locked" when upgrading a read lock.
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+elif _DB_ENGINE in {"postgresql", "postgres"}:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env_str("GLANCESYNC_DB_NAME", "glancesync"),
+            "USER": env_str("GLANCESYNC_DB_USER"),
+            "PASSWORD": env_str("GLANCESYNC_DB_PASSWORD"),
+            "HOST": env_str("GLANCESYNC_DB_HOST"),
+            "PORT": env_str("GLANCESYNC_DB_PORT"),
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"GLANCESYNC_DB_ENGINE={_DB_ENGINE!r} is not supported (use 'sqlite' or 'postgresql')")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Authentication --------------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "admin:login"
+
+# --- Internationalisation --------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("GLANCESYNC_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ----------------------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Background tasks (django-q2) ------------------------------------------------------------------------
+
+Q_CLUSTER = {
+    "name": "glancesync",
+    "orm": "default",
+    "workers": 2,
+    # A sync of large images can take long; `retry` must exceed `timeout` or a slow task is started twice.
+    "timeout": 3600,
+    "retry": 4000,
+    "max_attempts": 1,
+    "catch_up": False,
+}
+_REDIS_URL = env_str("GLANCESYNC_REDIS_URL")
+if _REDIS_URL:
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = _REDIS_URL
+
+# --- GlanceSync ------------------------------------------------------------------------------------------
+
+# Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
+GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")
+# Legacy glancesync.conf used by the command line (and to seed the console).
+GLANCESYNC_CONFIG_FILE = env_str("GLANCESYNC_CONFIG", str(BASE_DIR / "sync" / "demo" / "glancesync.conf"))
+
+# --- Logging ---------------------------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("GLANCESYNC_LOG_LEVEL", "INFO").upper()
+if not isinstance(logging.getLevelName(LOG_LEVEL), int):
+    raise ImproperlyConfigured(
+        f"GLANCESYNC_LOG_LEVEL={LOG_LEVEL!r} is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+    )
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# --- Security --------------------------------------------------------------------------------------------
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Templates send the CSRF token in a header (hx-headers), so scripts never need to read the cookie.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+HTTPS = env_bool("GLANCESYNC_HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+if HTTPS:
+    SECURE_HSTS_SECONDS = env_int("GLANCESYNC_HSTS_SECONDS", 3600)

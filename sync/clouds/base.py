@@ -1,0 +1,64 @@
+"""The small interface every cloud driver implements (OpenStack, the file cloud, test fakes).
+
+A `Cloud` opens one `TargetSession` per target; a session is reused for all regions of that target.
+Region names given to a session are bare (`Madrid`); images it returns carry the region *fullname*
+(`Madrid` for the master target, `other:Madrid` otherwise) in `Image.region`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sync.engine.model import Image, TargetPolicy
+
+# Called with (bytes_done, bytes_total) while an image's data streams.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class ImageSource:
+    """Where an upload's bytes come from: an image of the master region, read through the master session."""
+
+    session: TargetSession
+    region: str
+    image: Image
+
+
+class TargetSession(Protocol):
+    target: TargetPolicy
+
+    def region_names(self) -> list[str]:
+        """Bare names of every region of this target that has an image service."""
+        ...
+
+    def tenant_id(self) -> str:
+        """Project (tenant) id the session is scoped to; owner of the images we create."""
+        ...
+
+    def list_images(self, region: str) -> list[Image]:
+        """Every image of the region the credential can see, unfiltered, in listing order."""
+        ...
+
+    def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
+        """The image's bytes as an iterator of chunks (never the whole image at once)."""
+        ...
+
+    def upload_image(
+        self, region: str, image: Image, source: ImageSource, progress: ProgressCallback | None = None
+    ) -> str:
+        """Create `image` (name, visibility, properties, formats) with the bytes of `source`; return its id."""
+        ...
+
+    def update_image(self, region: str, image: Image) -> None:
+        """Make the region's image `image.id` have `image`'s name, visibility and exactly its properties."""
+        ...
+
+    def delete_image(self, region: str, image_id: str) -> bool:
+        """Delete an image; False when it does not exist."""
+        ...
+
+
+class Cloud(Protocol):
+    def session(self, target: TargetPolicy) -> TargetSession: ...

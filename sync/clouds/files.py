@@ -1,0 +1,257 @@
+"""The file cloud: a folder of backup CSVs acting as a cloud (the demo cloud and the scenario-test vehicle).
+
+It behaves like the original's mock facade (spec §6.3), persisted in the folder: every `backup_<key>.csv` is a
+region, keyed `Region` for the master target and `target:Region` for the others; an empty file is an existing
+empty region. It holds metadata only: uploads ignore the bytes and reading an image's data yields nothing.
+Every change rewrites the region's file atomically, so a later run (a new FileCloud) sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sync.clouds.base import ImageSource, ProgressCallback
+from sync.engine.backup import BackupFormatError, backup_file_name, read_backup, write_backup
+from sync.engine.model import GlanceSyncError, Image, TargetPolicy
+
+_PREFIX, _SUFFIX = "backup_", ".csv"
+_FLAT_VALUES = (str, int, float, bool, type(None))
+
+# A loaded region: image id -> image, in file order (dicts keep insertion order, deletions keep the rest's).
+Region = dict[str, Image]
+
+
+class FileCloud:
+    """One instance per run: regions load lazily from the folder and stay cached while it lives."""
+
+    def __init__(self, directory: str | os.PathLike[str], latency: float = 0.0) -> None:
+        self.directory = os.fspath(directory)
+        if not os.path.isdir(self.directory):
+            raise GlanceSyncError(f"{self.directory}: no such folder for the file cloud")
+        self.latency = latency  # seconds slept per upload/update/delete, to simulate a remote cloud
+        self._lock = threading.Lock()  # guards the two dicts below
+        self._regions: dict[str, Region | None] | None = None  # key -> loaded region, None until needed
+        self._region_locks: dict[str, threading.Lock] = {}  # one per region: regions may sync in parallel
+
+    def session(self, target: TargetPolicy) -> FileTargetSession:
+        return FileTargetSession(self, target)
+
+    def region_keys(self) -> list[str]:
+        """Every region key (`Valladolid`, `other:Madrid`...), sorted."""
+        with self._lock:
+            return sorted(self._known())
+
+    # --- used by the sessions -------------------------------------------------------------------------
+
+    def region_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._region_locks.setdefault(key, threading.Lock())
+
+    def region(self, key: str, create: bool = False) -> Region | None:
+        """The region's images (loaded on first use), None if it does not exist and `create` is false.
+
+        Callers hold region_lock(key) so that loading and changing a region never interleave."""
+        with self._lock:
+            known = self._known()
+            if key not in known:
+                if not create:
+                    return None
+                known[key] = {}
+            loaded = known[key]
+        if loaded is None:
+            loaded = self._load(key)
+            with self._lock:
+                known[key] = loaded
+        return loaded
+
+    def save(self, key: str) -> None:
+        """Rewrite the region's file atomically (a temp file in the same folder, then os.replace)."""
+        region = self.region(key)
+        assert region is not None, key
+        path = self._path(key)
+        tmp = os.path.join(self.directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666: the umask applies
+        try:
+            with open(fd, "w", newline="", encoding="utf-8") as stream:
+                write_backup(region.values(), stream)
+            _copy_mode(path, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
+
+    def simulate_latency(self) -> None:
+        if self.latency > 0:
+            time.sleep(self.latency)
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _known(self) -> dict[str, Region | None]:
+        """The region table; the folder is scanned once, then only this run's changes apply (lock held)."""
+        if self._regions is None:
+            self._regions = dict.fromkeys(self._scan())
+        return self._regions
+
+    def _scan(self) -> list[str]:
+        with os.scandir(self.directory) as entries:
+            names = [e.name for e in entries if e.is_file()]
+        return [
+            n[len(_PREFIX) : -len(_SUFFIX)]
+            for n in names
+            if n.startswith(_PREFIX) and n.endswith(_SUFFIX) and len(n) > len(_PREFIX) + len(_SUFFIX)
+        ]
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, backup_file_name(key))
+
+    def _load(self, key: str) -> Region:
+        path = self._path(key)
+        region: Region = {}
+        for image in read_backup(path, path):
+            if image.id in region:
+                # The original's mock silently kept the last row; writing back would then lose a row.
+                raise BackupFormatError(f"{path}: image id {image.id!r} appears more than once")
+            region[image.id] = image
+        return region
+
+
+class FileTargetSession:
+    """A TargetSession on a FileCloud: bare region names in, images carrying region fullnames out."""
+
+    def __init__(self, cloud: FileCloud, target: TargetPolicy) -> None:
+        self.cloud = cloud
+        self.target = target
+
+    def region_names(self) -> list[str]:
+        keys = self.cloud.region_keys()
+        if self.target.name == "master":
+            return [k for k in keys if ":" not in k]
+        prefix = f"{self.target.name}:"
+        return [k[len(prefix) :] for k in keys if k.startswith(prefix)]
+
+    def tenant_id(self) -> str:
+        # As the mock: the configured tenant_id, else a fake id from the tenant name (tenant1 -> tenant1id).
+        return self.target.tenant_id or f"{self.target.tenant or ''}id"
+
+    def list_images(self, region: str) -> list[Image]:
+        key = self._fullname(region)
+        with self.cloud.region_lock(key):
+            images = self._existing(key, "Error retrieving image list").values()
+            return [_copy(image) for image in images]
+
+    def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
+        return iter(())  # metadata only: there are no bytes to stream
+
+    def upload_image(
+        self, region: str, image: Image, source: ImageSource, progress: ProgressCallback | None = None
+    ) -> str:
+        key = self._fullname(region)
+        self.cloud.simulate_latency()
+        with self.cloud.region_lock(key):
+            images = self.cloud.region(key, create=True)
+            assert images is not None
+            new = _uploaded(image, _new_id(images, image.name), key, self.tenant_id())
+            images[new.id] = new
+            self.cloud.save(key)
+        if progress is not None:
+            progress(new.size, new.size)
+        return new.id
+
+    def update_image(self, region: str, image: Image) -> None:
+        key = self._fullname(region)
+        self.cloud.simulate_latency()
+        with self.cloud.region_lock(key):
+            stored = self._existing(key, "Error updating image").get(image.id)
+            if stored is None:
+                cause = f"no image with id {image.id}"
+                raise GlanceSyncError(f"{key}: Error updating image {image.name}. Cause: {cause}")
+            # Only what the engine may change on an existing image; owner, status, size, checksum stay.
+            stored.name = image.name
+            stored.is_public = image.is_public
+            stored.user_properties = dict(_unshared(image.user_properties))
+            self.cloud.save(key)
+
+    def delete_image(self, region: str, image_id: str) -> bool:
+        key = self._fullname(region)
+        self.cloud.simulate_latency()
+        with self.cloud.region_lock(key):
+            images = self.cloud.region(key)
+            if images is None or images.pop(image_id, None) is None:
+                return False
+            self.cloud.save(key)
+            return True
+
+    def _fullname(self, region: str) -> str:
+        return region if self.target.name == "master" else f"{self.target.name}:{region}"
+
+    def _existing(self, key: str, action: str) -> Region:
+        images = self.cloud.region(key)
+        if images is None:
+            raise GlanceSyncError(f"{key}: {action}. Cause: no such region in {self.cloud.directory}")
+        return images
+
+
+def _new_id(images: Region, name: str) -> str:
+    """`<n>$<name>` with the smallest n >= 1 unused in the region, as the original's mock did."""
+    n = 1
+    while f"{n}${name}" in images:
+        n += 1
+    return f"{n}${name}"
+
+
+def _uploaded(image: Image, image_id: str, region: str, owner: str) -> Image:
+    """What an upload stores: the engine's (already filtered) image with the region's id and owner."""
+    return Image(
+        name=image.name,
+        id=image_id,
+        region=region,
+        owner=owner,
+        is_public=image.is_public,
+        checksum=image.checksum,
+        size=image.size,
+        status=image.status,
+        user_properties=_unshared(image.user_properties),
+    )
+
+
+def _copy(image: Image) -> Image:
+    """A copy independent from the store; cheaper than deepcopy, which matters for 20,000-image regions."""
+    return Image(
+        image.name,
+        image.id,
+        image.region,
+        image.owner,
+        image.is_public,
+        image.checksum,
+        image.size,
+        image.status,
+        _unshared(image.user_properties),
+    )
+
+
+def _unshared(properties: dict[str, Any]) -> dict[str, Any]:
+    """Properties safe to give to Image(), which makes the shallow copy itself.
+
+    Glance properties are scalars; a nested value (hand-written file) must not be shared between copies."""
+    for value in properties.values():  # a plain loop: this runs once per image of every listing
+        if not isinstance(value, _FLAT_VALUES):
+            return copy.deepcopy(properties)
+    return properties
+
+
+def _copy_mode(path: str, tmp: str) -> None:
+    """Keep the permissions of the file being replaced (a new file keeps the umask-derived mode)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)

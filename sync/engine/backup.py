@@ -1,0 +1,144 @@
+"""The backup CSV format of the original GlanceSync (spec §6.1), byte for byte.
+
+One row per image, no header, excel dialect (minimal quoting, `\\r\\n` rows), 9 columns:
+region fullname, name, id, status, size, checksum, owner, is_public (True|False), repr of the properties dict.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import csv
+import os
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import IO, Any
+
+from sync.engine.model import GlanceSyncError, Image
+
+COLUMNS = 9
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class BackupFormatError(GlanceSyncError):
+    """A backup file that cannot be read; the message is one line naming the file, the line and the reason."""
+
+
+def backup_file_name(region_fullname: str) -> str:
+    return f"backup_{region_fullname}.csv"
+
+
+def image_to_row(image: Image) -> list[str]:
+    # Python 3's repr of a dict of str/int/bool values is the original's Python 2 repr minus the u'' prefixes.
+    return [
+        image.region,
+        image.name,
+        image.id,
+        image.status,
+        str(image.size),
+        image.checksum or "",
+        image.owner or "",
+        "True" if image.is_public else "False",
+        repr(image.user_properties),
+    ]
+
+
+def write_backup(images: Iterable[Image], stream: IO[str]) -> None:
+    """Write rows to a text stream opened with newline='' (the writer emits the `\\r\\n` itself)."""
+    csv.writer(stream, dialect="excel").writerows(map(image_to_row, images))
+
+
+def read_backup(path_or_stream: str | os.PathLike[str] | IO[str], source_name: str) -> list[Image]:
+    """Images of a backup file, in file order; blank rows are skipped. `source_name` names it in errors."""
+    if isinstance(path_or_stream, (str, os.PathLike)):
+        try:
+            # utf-8-sig: tolerate the BOM a spreadsheet may add when the file is edited by hand.
+            with open(path_or_stream, newline="", encoding="utf-8-sig") as stream:
+                return _read_rows(stream, source_name)
+        except OSError as e:
+            raise BackupFormatError(f"{source_name}: cannot read the file: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            line = _first_undecodable_line(path_or_stream)
+            raise BackupFormatError(f"{source_name} line {line}: not UTF-8 text") from None
+    return _read_rows(path_or_stream, source_name)
+
+
+def _read_rows(stream: IO[str], source_name: str) -> list[Image]:
+    reader = csv.reader(stream, dialect="excel")
+    try:
+        return list(_images(reader))
+    except (csv.Error, _RowError) as e:
+        raise BackupFormatError(f"{source_name} line {reader.line_num}: {e}") from None
+
+
+def _first_undecodable_line(path: str | os.PathLike[str]) -> int:
+    # The text layer decodes in chunks, so the csv reader cannot tell which line was bad: look for it.
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+class _RowError(ValueError):
+    """The reason a row is malformed; _read_rows adds the file name and line number."""
+
+
+def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
+    # The hot loop of big files: positional Image(...) and one cached parse per distinct properties string.
+    parse = _parse_properties
+    for row in reader:
+        if len(row) != COLUMNS:
+            if _is_blank(row):
+                continue
+            row = _padded(row)
+        region, name, image_id, status, size, checksum, owner, public, props = row
+        try:
+            size_value = int(size) if size else 0
+        except ValueError:
+            raise _RowError(f"size {size!r} is not an integer") from None
+        properties, flat = parse(props)
+        yield Image(
+            name,
+            image_id,
+            region,
+            owner or None,
+            public.strip() == "True",
+            checksum or None,
+            size_value,
+            status,
+            # Image copies the dict itself; nested values (never seen in Glance) need a deep copy per image.
+            properties if flat else copy.deepcopy(properties),
+        )
+
+
+def _is_blank(row: list[str]) -> bool:
+    return not any(field.strip() for field in row)
+
+
+def _padded(row: list[str]) -> list[str]:
+    """An 8-column row has no properties column (empty properties); anything else is malformed."""
+    if len(row) == COLUMNS - 1:
+        return [*row, ""]
+    raise _RowError(f"expected {COLUMNS} columns, found {len(row)}")
+
+
+@lru_cache(maxsize=4096)
+def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
+    """(the dict literal, True if all its values are immutable scalars). Never evaluates code."""
+    if not text.strip():
+        return {}, True
+    try:
+        value = ast.literal_eval(text.strip())  # also accepts the u'' prefixes of Python 2 backups
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _RowError(f"properties {_clip(text)} are not a dict literal") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _RowError(f"properties {_clip(text)} are not a dict literal with string keys")
+    return value, all(isinstance(v, _SCALARS) for v in value.values())
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """repr of a possibly huge field, kept short so the error stays one readable line."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -1,0 +1,300 @@
+"""The engine's front door: status reports, region syncs and backups over any cloud driver."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from sync.clouds.base import Cloud, ImageSource, TargetSession
+from sync.engine import backup
+from sync.engine.model import GlanceSyncError, Image, SyncConfig, TargetPolicy
+from sync.engine.regions import RegionRef, parse_region, target_regions
+from sync.engine.reporter import Reporter
+from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
+from sync.engine.status import ImageStatus, compute_statuses, match_region_images
+from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
+
+ERROR_STATUSES = ("error_checksum", "error_ami")
+MB = 1024 * 1024
+
+
+@dataclass
+class RegionResult:
+    """What a region sync did; `error` is set when it stopped early."""
+
+    region: str
+    dry_run: bool = False
+    error: str | None = None
+    counters: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("obsolete", "metadata", "uploads", "replaces", "renames", "errors"), 0)
+    )
+    bytes_uploaded: int = 0
+    statuses: list[ImageStatus] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def format_mb(size: int) -> str:
+    """Megabytes the way the original printed them (Python 2 `str(float)`: 12 significant digits)."""
+    text = f"{size / MB:.12g}"
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+class GlanceSync:
+    """One sync context: the configuration, the cloud, and the master region's images, listed once."""
+
+    def __init__(self, config: SyncConfig, cloud: Cloud, reporter: Reporter | None = None) -> None:
+        self.config = config
+        self.cloud = cloud
+        self.reporter = reporter or Reporter()
+        self._sessions: dict[str, TargetSession] = {}
+        self._tenant_ids: dict[str, str] = {}
+        self._selectors = {name: Selector(target) for name, target in config.targets.items()}
+        self._selected: dict[str, list[Image]] = {}
+        listing = self.session("master").list_images(config.master_region)
+        self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
+        replace_ami_ids_by_names(self.master, self.reporter)
+
+    # -- targets and regions -------------------------------------------------------------------------
+
+    def session(self, target: str) -> TargetSession:
+        if target not in self._sessions:
+            self._sessions[target] = self.cloud.session(self.config.targets[target])
+        return self._sessions[target]
+
+    def tenant_id(self, target: str) -> str:
+        if target not in self._tenant_ids:
+            self._tenant_ids[target] = self.session(target).tenant_id()
+        return self._tenant_ids[target]
+
+    def selected(self, target: str) -> list[Image]:
+        """The target's synchronisable master images in (size, name) order, computed once."""
+        if target not in self._selected:
+            self._selected[target] = self._selectors[target].select(self.master)
+        return self._selected[target]
+
+    def region_names(self, target: str) -> list[str]:
+        return self.session(target).region_names()
+
+    def get_regions(self, target: str = "master", omit_master_region: bool = True) -> list[str]:
+        return target_regions(self.config, target, self.region_names(target), omit_master_region)
+
+    def resolve(self, region: str) -> RegionRef:
+        """Parse a region string and check that the region exists in its target."""
+        ref = parse_region(region, self.config)
+        names = self.region_names(ref.target)
+        if ref.name not in names:
+            raise GlanceSyncError(f"unknown region '{region}' (regions of {ref.target}: {', '.join(names)})")
+        return ref
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def region_status(self, region: str | RegionRef) -> list[ImageStatus]:
+        """Status of each synchronisable master image in the region (spec §4), in (size, name) order."""
+        ref = region if isinstance(region, RegionRef) else parse_region(region, self.config)
+        listing = self.session(ref.target).list_images(ref.name)
+        return self._statuses(ref, listing, self.reporter)[0]
+
+    def export_status(self, region: str, stream: TextIO) -> None:
+        """Write `status,region,image` CSV rows (the original's --show-status format)."""
+        ref = parse_region(region, self.config)
+        writer = csv.writer(stream, lineterminator="\r\n")
+        for entry in self.region_status(ref):
+            writer.writerow([entry.status, ref.fullname, entry.master.name])
+
+    def _statuses(
+        self, ref: RegionRef, listing: list[Image], reporter: Reporter
+    ) -> tuple[list[ImageStatus], dict[str, Image]]:
+        target = self.config.targets[ref.target]
+        selected = self.selected(ref.target)
+        by_name = {image.name: image for image in selected}
+        found = match_region_images(
+            ref.fullname, listing, by_name, self.tenant_id(ref.target), target.only_tenant_images, reporter
+        )
+        return compute_statuses(selected, found, target)
+
+    # -- backup --------------------------------------------------------------------------------------
+
+    def backup_region(self, region: str, directory: str) -> str:
+        """Write the region's unfiltered listing as `backup_<fullname>.csv` in `directory`; return the path."""
+        ref = parse_region(region, self.config)
+        try:
+            images = self.session(ref.target).list_images(ref.name)
+        except Exception as error:
+            self.reporter.error(f"{ref.fullname}:Error retrieving images from region. Cause {error}")
+            raise
+        path = os.path.join(directory, backup.backup_file_name(ref.fullname))
+        with open(path, "w", newline="") as stream:
+            backup.write_backup(images, stream)
+        self.reporter.info(f"Backup of region {ref.fullname}")
+        return path
+
+    # -- sync ----------------------------------------------------------------------------------------
+
+    def sync_region(self, region: str, dry_run: bool = False, reporter: Reporter | None = None) -> RegionResult:
+        """Synchronise one region (spec §5). An error stops this region only; it is in the result."""
+        reporter = reporter or self.reporter
+        result = RegionResult(region=region, dry_run=dry_run)
+        try:
+            ref = parse_region(region, self.config)
+            result.region = ref.fullname
+            RegionSync(self, ref, dry_run, reporter, result).run()
+        except Exception as error:  # any driver failure ends this region's work, not the run
+            result.error = str(error) if isinstance(error, GlanceSyncError) else f"{type(error).__name__}: {error}"
+            reporter.error(f"{result.region}: {result.error}")
+        return result
+
+
+class RegionSync:
+    """The steps of one region's sync, in the original's order (spec §5.1)."""
+
+    def __init__(
+        self, engine: GlanceSync, ref: RegionRef, dry_run: bool, reporter: Reporter, result: RegionResult
+    ) -> None:
+        self.engine = engine
+        self.ref = ref
+        self.fullname = ref.fullname
+        self.target: TargetPolicy = engine.config.targets[ref.target]
+        self.session = engine.session(ref.target)
+        self.tenant_id = engine.tenant_id(ref.target)
+        self.dry_run = dry_run
+        self.reporter = reporter
+        self.result = result
+        self.region_map: dict[str, Image] = {}
+
+    def run(self) -> None:
+        listing = self.session.list_images(self.ref.name)
+        if self.target.only_tenant_images:
+            listing = [i for i in listing if i.name and not is_foreign(i, self.tenant_id)]
+        if self.target.support_obsolete_images and not self._is_master_region():
+            listing = self._obsolete_step(listing)
+        statuses, self.region_map = self.engine._statuses(self.ref, listing, self.reporter)
+        self.result.statuses = statuses
+        self._metadata_pass(statuses)
+        deferred = self._upload_pass(statuses)
+        self._ami_pass([s for s in statuses if s.status == "pending_ami"] + deferred)
+        self.result.counters["errors"] = sum(s.status in ERROR_STATUSES for s in statuses)
+        self._final_line(statuses)
+
+    def _is_master_region(self) -> bool:
+        # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
+        return self.ref.target == "master" and self.ref.name == self.engine.config.master_region
+
+    def _obsolete_step(self, listing: list[Image]) -> list[Image]:
+        """Rename/re-sync region copies of obsolete master images; the listing then reflects the changes."""
+        selector = self.engine._selectors[self.ref.target]
+        updates = obsolete_updates(self.engine.master, selector, listing, self.tenant_id, self.fullname, self.reporter)
+        for image in updates:
+            if self.dry_run:
+                self.reporter.info(f"{self.fullname}: Obsolete image pending to update {image.name}")
+            else:
+                self.reporter.info(f"{self.fullname}: updating obsolete image {image.name}")
+                self.session.update_image(self.ref.name, image)
+                self.result.counters["obsolete"] += 1
+        changed = {image.id: image for image in updates}
+        return [changed.get(image.id, image) for image in listing]
+
+    def _update_metadata(self, entry: ImageStatus, region_image: Image) -> None:
+        name = entry.master.name
+        if self.dry_run:
+            self.reporter.info(f"{self.fullname}: Image pending to update the metadata {name}")
+            return
+        self.reporter.info(f"{self.fullname}: Updating the metadata of image {name}")
+        image = updated_metadata(region_image, entry.master, self.target, self.region_map, self.fullname, self.reporter)
+        self.session.update_image(self.ref.name, image)
+        self.region_map[name] = image
+        self.result.counters["metadata"] += 1
+
+    def _metadata_pass(self, statuses: list[ImageStatus]) -> None:
+        for entry in statuses:
+            if entry.status == "pending_metadata":
+                assert entry.region_image is not None
+                self._update_metadata(entry, entry.region_image)
+
+    def _upload_pass(self, statuses: list[ImageStatus]) -> list[ImageStatus]:
+        """Uploads, replaces and renames, smallest first; returns uploads whose AMI references wait."""
+        deferred: list[ImageStatus] = []
+        announce = {
+            "pending_upload": "Uploading image",
+            "pending_replace": "Replacing image",
+            "pending_rename": "Renaming and replacing image",
+        }
+        for entry in statuses:
+            name, size = entry.master.name, entry.master.size
+            if entry.status == "error_checksum":
+                self._warn_checksum(entry)
+                continue
+            if entry.status not in announce:
+                continue
+            if not self.dry_run or entry.status != "pending_upload":
+                self.reporter.info(f"{self.fullname}: {announce[entry.status]} {name} ({format_mb(size)} MB)")
+            if self.dry_run:
+                self.reporter.info(f"{self.fullname}: Pending: {name} ({format_mb(size)} MB)")
+            else:
+                if not self._upload(entry):
+                    deferred.append(entry)
+                self._retire_old_copy(entry)
+                self.reporter.info(f"{self.fullname}: Image uploaded.")
+            self.result.bytes_uploaded += size
+        return deferred
+
+    def _warn_checksum(self, entry: ImageStatus) -> None:
+        assert entry.region_image is not None
+        self.reporter.warning(
+            f"Image {entry.master.name} has a different checksum ({entry.region_image.checksum}) in region "
+            f"{self.fullname} than in the master region. It was not set what to do. Please, fill either "
+            "dontupdate, replace or rename with the checksum."
+        )
+
+    def _upload(self, entry: ImageStatus) -> bool:
+        master = entry.master
+        image, resolved = upload_copy(master, self.target, self.region_map, self.fullname, self.reporter)
+        source = ImageSource(self.engine.session("master"), self.engine.config.master_region, master)
+
+        def progress(done: int, total: int) -> None:
+            self.reporter.progress(master.name, done, total)
+
+        image.id = self.session.upload_image(self.ref.name, image, source, progress)
+        image.region, image.owner = self.fullname, self.tenant_id
+        self.region_map[master.name] = image
+        self.result.counters["uploads"] += 1
+        return resolved
+
+    def _retire_old_copy(self, entry: ImageStatus) -> None:
+        """After a replace the old image is deleted; after a rename it becomes private `<name>.old`."""
+        old = entry.region_image
+        if entry.status == "pending_replace" and old is not None:
+            self.session.delete_image(self.ref.name, old.id)
+            self.result.counters["replaces"] += 1
+        elif entry.status == "pending_rename" and old is not None:
+            renamed = old.copy()
+            renamed.name, renamed.is_public = f"{old.name}.old", False
+            self.session.update_image(self.ref.name, renamed)
+            self.result.counters["renames"] += 1
+
+    def _ami_pass(self, entries: list[ImageStatus]) -> None:
+        """Point AMI images at kernels/ramdisks uploaded in this run (a dry run changes nothing)."""
+        for entry in entries:
+            self._update_metadata(entry, self.region_map.get(entry.master.name) or entry.region_image)
+
+    def _final_line(self, statuses: list[ImageStatus]) -> None:
+        pending = [
+            s
+            for s in statuses
+            if s.status in ("pending_metadata", "pending_upload", "pending_replace", "pending_rename")
+        ]
+        errors = [s for s in statuses if s.status in ERROR_STATUSES]
+        if not pending:
+            line = f"{self.fullname}: Region is synchronized."
+            if errors:
+                names = ", ".join(f"{s.master.name} ({s.status})" for s in errors)
+                line = f"{self.fullname}: Region is synchronized, except {len(errors)} image(s) in error: {names}"
+            self.reporter.info(line)
+        elif self.dry_run:
+            self.reporter.info(f"{self.fullname}: MBs pending : {self.result.bytes_uploaded // MB}")
+        else:
+            self.reporter.info(f"{self.fullname}:   Total uploaded to region: {self.result.bytes_uploaded // MB} (MB) ")

@@ -1,0 +1,97 @@
+"""Plain data the engine works on: images, per-target policies and the whole sync configuration."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+# Properties that hold the UUIDs of other images of the same region (AMI support, spec §5.5).
+AMI_PROPERTIES = ("kernel_id", "ramdisk_id")
+OBSOLETE_SUFFIX = "_obsolete"
+
+STATUSES = (
+    "ok",
+    "ok_stalled_checksum",
+    "pending_metadata",
+    "pending_upload",
+    "pending_replace",
+    "pending_rename",
+    "pending_ami",
+    "error_checksum",
+    "error_ami",
+)
+UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
+
+
+class GlanceSyncError(Exception):
+    """An error with a message meant for the operator (names region/image/cause, never a secret)."""
+
+
+@dataclass
+class Image:
+    """One Glance image as the engine sees it (spec §2.1).
+
+    `extra` carries driver-specific system attributes (disk_format, container_format, min_ram, min_disk,
+    protected, os_hash_algo, os_hash_value...) that are copied on upload but never compared.
+    """
+
+    name: str
+    id: str
+    region: str
+    owner: str | None = None
+    is_public: bool = True
+    checksum: str | None = None
+    size: int = 0
+    status: str = "active"
+    user_properties: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.size = int(self.size or 0)
+        self.user_properties = dict(self.user_properties)
+
+    def copy(self) -> Image:
+        return copy.deepcopy(self)
+
+
+@dataclass
+class TargetPolicy:
+    """A target: regions sharing a Keystone and a credential, and the rules applied to them (spec §1.4)."""
+
+    name: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    keystone_url: str | None = None
+    tenant: str | None = None
+    tenant_id: str | None = None
+    use_keystone_v3: bool = False
+    user_domain: str = "Default"
+    project_domain: str = "Default"
+    cloud_name: str | None = None  # an entry of clouds.yaml used for auth instead of the fields above
+    forcesyncs: frozenset[str] = frozenset()
+    replace: frozenset[str] = frozenset()
+    rename: frozenset[str] = frozenset()
+    dontupdate: frozenset[str] = frozenset()
+    ignore_regions: frozenset[str] = frozenset()
+    metadata_condition: str | None = None
+    metadata_set: frozenset[str] = frozenset()
+    only_tenant_images: bool = True
+    support_obsolete_images: bool = True
+    obsolete_syncprops: frozenset[str] = frozenset()
+    list_images_timeout: int = 30
+
+
+@dataclass
+class SyncConfig:
+    """Everything a run needs to know: the master region and every target (`master` included)."""
+
+    master_region: str
+    targets: dict[str, TargetPolicy]
+    preferable_order: list[str] = field(default_factory=list)
+    max_children: int = 1
+    images_dir: str | None = None
+
+    @property
+    def master(self) -> TargetPolicy:
+        return self.targets["master"]

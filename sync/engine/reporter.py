@@ -1,0 +1,43 @@
+"""How the engine tells the world what it does: log lines and upload progress, per region."""
+
+from __future__ import annotations
+
+import logging
+
+CLIENT_LOGGER = "GlanceSync-Client"  # the original's logger name; operators' log filters use it
+
+
+class Reporter:
+    """Receives the engine's messages. The default forwards them to the `GlanceSync-Client` logger."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger(CLIENT_LOGGER)
+
+    def log(self, level: int, message: str) -> None:
+        self.logger.log(level, message)
+
+    def info(self, message: str) -> None:
+        self.log(logging.INFO, message)
+
+    def warning(self, message: str) -> None:
+        self.log(logging.WARNING, message)
+
+    def error(self, message: str) -> None:
+        self.log(logging.ERROR, message)
+
+    def progress(self, image_name: str, done: int, total: int) -> None:
+        """Bytes of `image_name` transferred so far; called often while data streams."""
+
+
+class RecordingReporter(Reporter):
+    """Keeps every (level, message) it receives; used by tests and by callers that store a region's log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, str]] = []
+
+    def log(self, level: int, message: str) -> None:
+        self.records.append((level, message))
+
+    def messages(self, level: int | None = None) -> list[str]:
+        return [m for lvl, m in self.records if level is None or lvl == level]

@@ -1,0 +1,211 @@
+"""`manage.py glancesync`: the original `sync.py` command line, same flags and outputs (spec §5.9)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.clouds import cloud_from_url
+from sync.engine.config import load_config, parse_override_items
+from sync.engine.glancesync import GlanceSync
+from sync.engine.model import GlanceSyncError, SyncConfig
+from sync.engine.regions import build_region_list, parse_region
+from sync.engine.reporter import CLIENT_LOGGER, Reporter
+
+DEFAULT_CLOUD = "openstack"
+
+
+class Command(BaseCommand):
+    help = "Synchronise Glance images from the master region to other regions (the original sync.py)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "regions",
+            nargs="*",
+            metavar="region",
+            help="Region, master:Region, target:Region, or target: for all regions of a target "
+            "(default: every region of the master target)",
+        )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--dry-run", action="store_true", help="show what would be done, change nothing")
+        mode.add_argument("--show-status", action="store_true", help="print status,region,image CSV rows")
+        mode.add_argument("--show-regions", action="store_true", help="print the regions that would be synced")
+        mode.add_argument(
+            "--make-backup",
+            "--make-backups",
+            dest="make_backup",
+            action="store_true",
+            help="write backup_<region>.csv files (master region included) into backup_glance_<timestamp>",
+        )
+        parser.add_argument(
+            "--parallel",
+            action="store_true",
+            help="sync regions concurrently (max_children at once), one log file per region in sync_<date>",
+        )
+        parser.add_argument(
+            "--config",
+            nargs="+",
+            metavar="KEY=VALUE",
+            default=[],
+            help="override configuration: key=value (every section) or section.key=value",
+        )
+        parser.add_argument("--config-file", metavar="PATH", help="a legacy glancesync.conf")
+        parser.add_argument(
+            "--cloud",
+            metavar="URL",
+            help="openstack (default) or files:DIR, a folder of backup CSVs; also GLANCESYNC_CLOUD",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            self._run(options)
+        except CommandError:
+            raise
+        except GlanceSyncError as error:
+            raise CommandError(str(error)) from None
+        except Exception as error:  # an operator gets one line, never a traceback
+            raise CommandError(f"{type(error).__name__}: {error}") from None
+
+    def _run(self, options) -> None:
+        log_stream = self.stderr if options["show_status"] else self.stdout
+        reporter = Reporter(_client_logger(log_stream))
+        cloud_url = options["cloud"] or os.environ.get("GLANCESYNC_CLOUD") or DEFAULT_CLOUD
+        cloud = cloud_from_url(cloud_url)
+        config = load_config(
+            options["config_file"],
+            parse_override_items(options["config"]),
+            require_credentials=not cloud_url.startswith("files:"),
+        )
+        engine = GlanceSync(config, cloud, reporter)
+        regions = build_region_list(options["regions"], config, engine.region_names)
+        self._check_regions(engine, config, regions)
+        if options["show_status"]:
+            failed = self._show_status(engine, regions)
+        elif options["show_regions"]:
+            failed = self._show_regions(engine, config)
+        elif options["make_backup"]:
+            failed = self._make_backups(engine, regions)
+        elif options["parallel"]:
+            failed = self._sync_parallel(engine, regions, options["dry_run"])
+        else:
+            failed = self._sync_sequential(engine, regions, options["dry_run"])
+        if failed:
+            raise CommandError(f"failed regions: {', '.join(failed)}")
+
+    def _check_regions(self, engine: GlanceSync, config: SyncConfig, regions: list[str]) -> None:
+        """Refuse unknown targets and regions before doing anything.
+
+        A target whose region list cannot be read is not checked here: its regions fail one by one later,
+        so one unreachable Keystone does not stop the other targets.
+        """
+        known: dict[str, list[str] | None] = {}
+        for region in regions:
+            ref = parse_region(region, config)
+            if ref.target not in known:
+                try:
+                    known[ref.target] = engine.region_names(ref.target)
+                except Exception:  # reported per region when it is processed
+                    known[ref.target] = None
+            names = known[ref.target]
+            if names is not None and ref.name not in names:
+                raise CommandError(f"unknown region '{region}' (regions of {ref.target}: {', '.join(names)})")
+
+    def _show_status(self, engine: GlanceSync, regions: list[str]) -> list[str]:
+        failed = []
+        for region in regions:
+            buffer = io.StringIO()
+            try:
+                engine.export_status(region, buffer)
+            except Exception as error:
+                engine.reporter.error(f"{region}: Error retrieving images from region. Cause {error}")
+                failed.append(region)
+                continue
+            self.stdout.write(buffer.getvalue(), ending="")
+        return failed
+
+    def _show_regions(self, engine: GlanceSync, config: SyncConfig) -> list[str]:
+        regions = engine.get_regions()
+        for target in config.targets:
+            if target != "master":
+                regions += engine.get_regions(target)
+        self.stdout.write(" ".join(regions))
+        return []
+
+    def _make_backups(self, engine: GlanceSync, regions: list[str]) -> list[str]:
+        directory = "backup_glance_" + datetime.now().isoformat()
+        os.mkdir(directory)
+        failed = []
+        master = engine.config.master_region
+        for region in regions + ([master] if master not in regions else []):
+            try:
+                engine.backup_region(region, directory)
+            except Exception:  # logged by backup_region; the other regions are still backed up
+                failed.append(region)
+        return failed
+
+    def _sync_sequential(self, engine: GlanceSync, regions: list[str], dry_run: bool) -> list[str]:
+        self.stdout.write(f"======Master is {engine.config.master_region}")
+        failed = []
+        for region in regions:
+            self.stdout.write(f"======{region}")
+            if not engine.sync_region(region, dry_run=dry_run).ok:
+                failed.append(region)
+        return failed
+
+    def _sync_parallel(self, engine: GlanceSync, regions: list[str], dry_run: bool) -> list[str]:
+        """Up to max_children regions at once, each logging to `sync_<date>_<time>/<region>.txt`."""
+        self.stdout.write(f"======Master is {engine.config.master_region}")
+        directory = _new_directory(datetime.now().strftime("sync_%Y%m%d_%H%M"))
+        failed = []
+        with ThreadPoolExecutor(max_workers=engine.config.max_children) as pool:
+            futures = {pool.submit(_sync_to_file, engine, r, dry_run, directory): r for r in regions}
+            for future in as_completed(futures):
+                region = futures[future]
+                if future.result():
+                    self.stdout.write(f"Region {region} has finished")
+                else:
+                    self.stdout.write(f"Region {region} has finished with errors")
+                    failed.append(region)
+        self.stdout.write("All is done.")
+        return failed
+
+
+def _client_logger(stream) -> logging.Logger:
+    """The original printed `LEVEL:message` lines; show-status keeps stdout for the CSV rows only."""
+    logger = logging.getLogger(CLIENT_LOGGER)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(message)s"))
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def _new_directory(base: str) -> str:
+    """Create `base` (or `base_2`, `base_3`… when a run in the same minute already made it)."""
+    name, n = base, 1
+    while True:
+        try:
+            os.mkdir(name)
+            return name
+        except FileExistsError:
+            n += 1
+            name = f"{base}_{n}"
+
+
+def _sync_to_file(engine: GlanceSync, region: str, dry_run: bool, directory: str) -> bool:
+    logger = logging.getLogger(f"{CLIENT_LOGGER}.{region}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    with open(os.path.join(directory, f"{region}.txt"), "w") as log_file:
+        handler = logging.StreamHandler(log_file)
+        logger.handlers = [handler]
+        try:
+            return engine.sync_region(region, dry_run=dry_run, reporter=Reporter(logger)).ok
+        finally:
+            logger.handlers = []

@@ -1,0 +1,1 @@
+"""Database models of the GlanceSync console (targets, regions, runs, image states). None yet."""
