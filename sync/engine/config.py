@@ -214,7 +214,8 @@ def _credential(reader: _Reader, section: str) -> dict[str, str] | None:
             "credential",
             f"needs 4 comma-separated fields (user, base64 password, keystone_url, tenant), found {len(parts)}",
         )
-    user, encoded, url, tenant = (part.strip() for part in parts[:4])
+    # The original's sample files end lines with a backslash, which INI does not join: drop it from the fields.
+    user, encoded, url, tenant = (part.replace("\\\n", "").strip() for part in parts[:4])
     return {
         "user": user,
         "password": _decode_password(reader, section, encoded),
