@@ -11,10 +11,12 @@ from sync.engine.model import GlanceSyncError
 FILES_SCHEME = "files:"
 
 
-def cloud_from_url(url: str) -> Cloud:
-    """`files:DIR[?latency=S]` (a folder of backup CSVs) or `openstack`."""
+def cloud_from_url(url: str, images_dir: str | None = None) -> Cloud:
+    """`files:DIR[?latency=S]` (a folder of backup CSVs) or `openstack` (`images_dir`: local copies of images)."""
     if url == "openstack":
-        raise GlanceSyncError("the OpenStack driver is not available yet")
+        from sync.clouds.openstack import OpenStackCloud
+
+        return OpenStackCloud(images_dir)
     if not url.startswith(FILES_SCHEME):
         raise GlanceSyncError(f"unknown cloud '{url}': use files:DIR or openstack")
     from sync.clouds.files import FileCloud  # imported here so drivers load only when chosen

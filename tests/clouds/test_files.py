@@ -324,6 +324,13 @@ def test_cloud_from_url_opens_a_file_cloud(folder):
     assert (cloud.directory, cloud.latency) == (str(folder), 0.0)
 
 
+def test_cloud_from_url_opens_the_openstack_driver():
+    from sync.clouds.openstack import OpenStackCloud
+
+    cloud = cloud_from_url("openstack", images_dir="/srv/images")
+    assert isinstance(cloud, OpenStackCloud) and cloud.images_dir == "/srv/images"
+
+
 def test_cloud_from_url_reads_the_latency(folder):
     assert cloud_from_url(f"files:{folder}?latency=0.25").latency == 0.25
 
@@ -338,7 +345,6 @@ def test_cloud_from_url_expands_the_home_folder(folder, monkeypatch):
     [
         ("s3:bucket", "unknown cloud 's3:bucket': use files:DIR or openstack"),
         ("files:", "unknown cloud 'files:': use files:DIR or openstack"),
-        ("openstack", "the OpenStack driver is not available yet"),
         (
             "files:{folder}?latency=-1",
             "cloud 'files:{folder}?latency=-1': bad latency '-1': use a number of seconds >= 0",

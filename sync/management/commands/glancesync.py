@@ -75,12 +75,12 @@ class Command(BaseCommand):
         log_stream = self.stderr if options["show_status"] else self.stdout
         reporter = Reporter(_client_logger(log_stream))
         cloud_url = options["cloud"] or os.environ.get("GLANCESYNC_CLOUD") or DEFAULT_CLOUD
-        cloud = cloud_from_url(cloud_url)
         config = load_config(
             options["config_file"],
             parse_override_items(options["config"]),
             require_credentials=not cloud_url.startswith("files:"),
         )
+        cloud = cloud_from_url(cloud_url, images_dir=config.images_dir)
         engine = GlanceSync(config, cloud, reporter)
         regions = build_region_list(options["regions"], config, engine.region_names)
         self._check_regions(engine, config, regions)

@@ -1,0 +1,85 @@
+"""The OpenStack driver's pure parts: Glance v2 mapping, JSON patches, streaming hashes (no cloud needed)."""
+
+import hashlib
+
+import pytest
+
+from sync.clouds.openstack import HashingStream, _auth_url, image_from_glance, json_patch
+from sync.engine.model import GlanceSyncError, Image
+
+GLANCE_IMAGE = {
+    "id": "3e6b", "name": "cirros", "status": "active", "visibility": "shared", "protected": False,
+    "checksum": "abc", "os_hash_algo": "sha512", "os_hash_value": "def", "owner": "p1", "size": 12,
+    "min_ram": 0, "min_disk": 1, "disk_format": "qcow2", "container_format": "bare", "tags": [],
+    "os_glance_importing_to_stores": "", "kernel_id": "k-uuid", "type": "base", "nid": "5",
+    "self": "/v2/images/3e6b", "file": "/v2/images/3e6b/file", "schema": "/v2/schemas/image", "stores": "fs",
+}  # fmt: skip
+
+
+def test_it_maps_a_glance_image_to_the_engine_model():
+    image = image_from_glance(GLANCE_IMAGE, "target:RegionOne")
+    assert (image.name, image.id, image.region, image.owner) == ("cirros", "3e6b", "target:RegionOne", "p1")
+    assert image.is_public is False, "shared is not public"
+    assert (image.checksum, image.size, image.status) == ("abc", 12, "active")
+    assert image.user_properties == {"kernel_id": "k-uuid", "type": "base", "nid": "5"}
+    assert image.extra["disk_format"] == "qcow2" and image.extra["os_hash_value"] == "def"
+
+
+def test_it_treats_only_public_as_public():
+    assert image_from_glance({**GLANCE_IMAGE, "visibility": "public"}, "R").is_public
+    assert not image_from_glance({**GLANCE_IMAGE, "visibility": "community"}, "R").is_public
+
+
+def test_it_patches_only_what_differs():
+    wanted = image_from_glance(GLANCE_IMAGE, "R")
+    assert json_patch(GLANCE_IMAGE, wanted) == []
+    wanted.name, wanted.is_public = "cirros.old", True
+    wanted.user_properties = {"type": "other", "nid": 5, "new": "x"}
+    assert json_patch(GLANCE_IMAGE, wanted) == [
+        {"op": "replace", "path": "/name", "value": "cirros.old"},
+        {"op": "replace", "path": "/visibility", "value": "public"},
+        {"op": "remove", "path": "/kernel_id"},
+        {"op": "add", "path": "/new", "value": "x"},
+        {"op": "replace", "path": "/type", "value": "other"},
+    ]
+
+
+def test_it_does_not_make_shared_images_private_when_the_master_is_private_too():
+    wanted = image_from_glance(GLANCE_IMAGE, "R")
+    wanted.is_public = False
+    assert json_patch(GLANCE_IMAGE, wanted) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "version", "expected"),
+    [
+        ("http://k:5000/v2.0", "3", "http://k:5000/v3"),
+        ("http://k:5000/v3/", "2.0", "http://k:5000/v2.0"),
+        ("http://k:5000", "3", "http://k:5000/v3"),
+    ],
+)
+def test_it_rewrites_the_keystone_version_suffix(url, version, expected):
+    assert _auth_url(url, version) == expected
+
+
+def master_image(data: bytes) -> Image:
+    extra = {"os_hash_algo": "sha512", "os_hash_value": hashlib.sha512(data).hexdigest()}
+    return Image("m", "1", "R", checksum=hashlib.md5(data).hexdigest(), size=len(data), extra=extra)
+
+
+def test_it_hashes_the_stream_and_reports_progress():
+    data = b"x" * 2500
+    seen = []
+    stream = HashingStream([data[:1000], data[1000:]], master_image(data), lambda d, t: seen.append((d, t)))
+    assert len(stream) == 2500
+    assert b"".join(stream) == data
+    stream.verify()
+    assert seen == [(1000, 2500), (2500, 2500)]
+
+
+@pytest.mark.parametrize("received", [b"y" * 2500, b"x" * 2000])
+def test_it_refuses_corrupt_or_short_data(received):
+    stream = HashingStream([received], master_image(b"x" * 2500), None)
+    list(stream)
+    with pytest.raises(GlanceSyncError, match="corrupt"):
+        stream.verify()
