@@ -1,0 +1,222 @@
+"""The read-only overview (`/`) and region pages, on a scratch copy of the demo cloud."""
+
+import base64
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from sync.clouds import cloud_from_url
+from sync.engine.config import load_config
+from sync.engine.glancesync import GlanceSync
+from sync.engine.model import STATUSES
+from sync.engine.reporter import RecordingReporter
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "sync" / "demo"
+DEMO_CONFIG = DEMO / "glancesync.conf"
+REGIONS = ["Bilbao", "Malaga", "Sevilla", "Valencia", "Zaragoza", "partner:Lisbon", "partner:Porto"]
+
+
+@pytest.fixture
+def cloud(tmp_path, settings):
+    folder = tmp_path / "demo-cloud"
+    shutil.copytree(DEMO / "cloud", folder)
+    settings.GLANCESYNC_CLOUD = f"files:{folder}"
+    settings.GLANCESYNC_CONFIG_FILE = str(DEMO_CONFIG)
+    return folder
+
+
+def text(html: str) -> str:
+    """The visible text, tags removed and spaces collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """Each <tr> as the list of its cells' texts."""
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", html, re.S):
+        rows.append([text(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)])
+    return rows
+
+
+def expected_counts(folder: Path) -> dict[str, list[int]]:
+    config = load_config(str(DEMO_CONFIG), environ={}, require_credentials=False)
+    engine = GlanceSync(config, cloud_from_url(f"files:{folder}"), RecordingReporter())
+    counts = {}
+    for target in config.targets:
+        for region in engine.get_regions(target):
+            seen = Counter(entry.status for entry in engine.region_status(region))
+            counts[region] = [seen[status] for status in STATUSES] + [sum(seen.values())]
+    return counts
+
+
+def get(client, url):
+    response = client.get(url)
+    return response, response.content.decode()
+
+
+def assert_no_secret(html: str) -> None:
+    for password in ("demo-only-not-a-real-password", "partner-demo-password"):
+        assert password not in html
+        assert base64.b64encode(password.encode()).decode() not in html
+    assert "Traceback" not in html
+    assert "credential" not in html.lower()
+
+
+# --- overview -----------------------------------------------------------------------------------------------
+
+
+def test_it_shows_every_region_with_its_status_counts(client, cloud):
+    response, html = get(client, "/")
+    assert response.status_code == 200
+    rows = {row[0]: row for row in table_rows(html) if row}
+    expected = expected_counts(cloud)
+    assert sorted(expected) == REGIONS
+    for region, counts in expected.items():
+        assert rows[region][1] == ("master" if ":" not in region else "partner")
+        assert rows[region][2:] == [str(n) for n in counts], region
+    assert rows["Bilbao"][2:] == ["9", "0", "0", "9", "1", "1", "1", "0", "0", "21"]
+    assert rows["All regions"][1:] == [str(sum(c[i] for c in expected.values())) for i in range(len(STATUSES) + 1)]
+
+
+def test_it_labels_each_status_column_with_its_name(client, cloud):
+    _, html = get(client, "/")
+    header = table_rows(html)[0]
+    assert header == ["Region", "Target", *STATUSES, "Total"]
+    assert "Master region" in text(html) and "Madrid" in text(html)
+
+
+def test_it_links_every_region_to_its_page(client, cloud):
+    _, html = get(client, "/")
+    for region in [*REGIONS, "Madrid"]:
+        assert f'href="{reverse("sync:region_detail", args=[region])}"' in html
+    assert 'href="/regions/partner:Lisbon/"' in html
+
+
+def test_it_never_shows_a_credential(client, cloud):
+    for url in ("/", "/regions/Bilbao/", "/regions/partner:Porto/"):
+        response, html = get(client, url)
+        assert response.status_code == 200
+        assert_no_secret(html)
+
+
+# --- region page --------------------------------------------------------------------------------------------
+
+
+def test_it_lists_the_images_of_a_region_with_their_status(client, cloud):
+    response, html = get(client, "/regions/Bilbao/")
+    assert response.status_code == 200
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows["debian-11-genericcloud-amd64"][1] == "pending_rename"
+    assert rows["ubuntu-24.04-server-amd64"][1] == "pending_replace"
+    assert rows["ubuntu-22.04-ami"][1] == "pending_ami"
+    assert rows["cirros-0.6.2-x86_64"][1:] == [
+        "ok", "20.4 MB", "ed8bf9061c88aabdaf3d032d0a94495e", "ed8bf9061c88aabdaf3d032d0a94495e",
+    ]  # fmt: skip
+    assert rows["ubuntu-24.04-server-amd64"][4] == "a11fbed52687f800092de9aab497facb (differs)"
+    assert rows["gitlab-ce-17-appliance"][1:3] == ["pending_upload", "3.0 GB"]
+    assert rows["gitlab-ce-17-appliance"][4] == "not in the region"
+    assert 'title="3221233664 bytes"' in html
+
+
+def test_it_accepts_region_names_with_a_target_prefix(client, cloud):
+    response, html = get(client, reverse("sync:region_detail", args=["partner:Lisbon"]))
+    assert response.status_code == 200
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows["debian-12-ami"][1] == "error_ami"
+    assert rows["rocky-9-x86_64"][1] == "pending_metadata"
+    assert "cirros-0.6.2-x86_64" not in rows  # not selected by the partner target
+    assert "Target partner" in text(html)
+
+
+def test_it_shows_the_images_it_does_not_count_and_why(client, cloud):
+    _, html = get(client, "/regions/Sevilla/")
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows["fedora-40-cloud-base"][1] == "ok_stalled_checksum"
+    page = text(html)
+    assert "debian-12-genericcloud-amd64 queued public 0 bytes not active (queued)" in page
+    assert "ubuntu-24.04-server-amd64 active public 560.0 MB owned by another project" in page
+    assert "is owned by other tenant" in page  # the engine's warning
+
+
+def test_it_answers_404_for_an_unknown_region_or_target(client, cloud):
+    assert client.get("/regions/Nowhere/").status_code == 404
+    assert client.get("/regions/nobody:Lisbon/").status_code == 404
+    assert client.get("/regions/partner:Bilbao/").status_code == 404
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+def test_it_explains_a_missing_cloud_folder(client, cloud, settings):
+    settings.GLANCESYNC_CLOUD = f"files:{cloud}-gone"
+    for url in ("/", "/regions/Bilbao/"):
+        response, html = get(client, url)
+        assert response.status_code == 503
+        assert f"{cloud}-gone: no such folder for the file cloud" in html
+        assert "alert-danger" in html
+        assert "glancesync_demo" in html
+        assert_no_secret(html)
+
+
+def test_it_explains_a_broken_master_region_file(client, cloud):
+    (cloud / "backup_Madrid.csv").write_text("Madrid,image,1,active,big,c,o,True,{}\r\n")
+    response, html = get(client, "/")
+    assert response.status_code == 503
+    assert "backup_Madrid.csv line 1: size &#x27;big&#x27; is not an integer" in html
+    assert_no_secret(html)
+
+
+def test_it_shows_a_broken_region_in_its_row_only(client, cloud):
+    (cloud / "backup_Zaragoza.csv").write_text("Zaragoza,too,few,columns\r\n")
+    response, html = get(client, "/")
+    assert response.status_code == 200
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows["Zaragoza"][2].startswith("Cannot read this region:")
+    assert "expected 9 columns, found 4" in rows["Zaragoza"][2]
+    assert rows["Bilbao"][-1] == "21"
+
+
+def test_it_explains_a_bad_configuration_without_its_password(client, cloud, settings, tmp_path):
+    password = "demo-only-not-a-real-password"
+    config = tmp_path / "glancesync.conf"
+    config.write_text(
+        "[main]\nmaster_region = Madrid\n[master]\n"
+        f"credential = admin,{base64.b64encode(password.encode()).decode()},http://k:5000/v3,demo\n"
+        "metadata_condition = image.is_public and (\n"
+    )
+    settings.GLANCESYNC_CONFIG_FILE = str(config)
+    response, html = get(client, "/")
+    assert response.status_code == 503
+    assert f"{config}: target master: metadata_condition is not a valid expression" in html
+    assert_no_secret(html.replace(str(config), ""))
+
+
+def test_it_explains_a_missing_configuration_file(client, cloud, settings, tmp_path):
+    settings.GLANCESYNC_CONFIG_FILE = str(tmp_path / "missing.conf")
+    response, html = get(client, "/")
+    assert response.status_code == 503
+    assert f"config file {tmp_path / 'missing.conf'} not found" in html
+
+
+def test_it_explains_an_unavailable_cloud_driver(client, cloud, settings):
+    settings.GLANCESYNC_CLOUD = "nosuchcloud"
+    response, html = get(client, "/")
+    assert response.status_code == 503
+    assert "unknown cloud &#x27;nosuchcloud&#x27;" in html
+
+
+def test_it_hides_a_password_quoted_by_an_unexpected_error(client, cloud, monkeypatch):
+    class LeakyCloud:
+        def session(self, target):
+            raise RuntimeError(f"cannot log in as {target.user} with {target.password}")
+
+    monkeypatch.setattr("sync.views.cloud_from_url", lambda url: LeakyCloud())
+    response, html = get(client, "/")
+    assert response.status_code == 503
+    assert "RuntimeError: cannot log in as glancesync with ********" in html
+    assert_no_secret(html)
