@@ -30,6 +30,9 @@ PAGE_SIZE = 1000
 CALL_TIMEOUT = 120  # seconds per HTTP read; uploads have no overall limit (a big image takes long)
 RETRIES = {"connect_retries": 3, "status_code_retries": 3, "retriable_status_codes": [500, 502, 503, 504]}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+# Set on every image we create and removed once its data is verified: an image that still has it and is
+# not active is an upload that was cut short (a crash, a killed Glance) and the next sync removes it.
+UPLOAD_MARKER = "glancesync_upload_in_progress"
 
 # Glance v2 image attributes that are not user properties (everything else in the JSON is one).
 SYSTEM_ATTRIBUTES = frozenset(
@@ -153,6 +156,7 @@ class OpenStackTargetSession:
             _raise_for_status(response)
             body.verify()
             self._verify_stored(region, created, source.image)
+            self._patch(region, created, [{"op": "remove", "path": f"/{UPLOAD_MARKER}"}])
         except BaseException as error:
             self._discard(region, created)
             if isinstance(error, GlanceSyncError):
@@ -165,7 +169,7 @@ class OpenStackTargetSession:
     def _create_record(self, region: str, image: Image) -> str:
         body = {"name": image.name, "visibility": "public" if image.is_public else "private"}
         body |= {k: image.extra[k] for k in COPIED_ATTRIBUTES if image.extra.get(k) is not None}
-        body |= glance_properties(image.user_properties)
+        body |= glance_properties(image.user_properties) | {UPLOAD_MARKER: "1"}
         try:
             response = self._region(region).image.post("/images", json=body)
             _raise_for_status(response)
@@ -200,15 +204,17 @@ class OpenStackTargetSession:
     def update_image(self, region: str, image: Image) -> None:
         """Minimal JSON patch: only what differs, removals included; other properties are untouched."""
         try:
-            current = self._get(region, image.id)
-            ops = json_patch(current, image)
+            ops = json_patch(self._get(region, image.id), image)
             if ops:
-                response = self._region(region).image.patch(
-                    f"/images/{image.id}", data=json.dumps(ops), headers={"Content-Type": PATCH_TYPE}, **RETRIES
-                )
-                _raise_for_status(response)
+                self._patch(region, image.id, ops)
         except Exception as error:
             raise self._fail(region, f"Error updating image {image.name}", error) from None
+
+    def _patch(self, region: str, image_id: str, ops: list[dict[str, Any]]) -> None:
+        response = self._region(region).image.patch(
+            f"/images/{image_id}", data=json.dumps(ops), headers={"Content-Type": PATCH_TYPE}, **RETRIES
+        )
+        _raise_for_status(response)
 
     def delete_image(self, region: str, image_id: str) -> bool:
         try:
@@ -229,8 +235,9 @@ class OpenStackTargetSession:
 def image_from_glance(item: dict[str, Any], region: str) -> Image:
     """A Glance v2 image as the engine's Image. Only `public` counts as public: shared and community
     images are not offered to every project, which is what the original's is_public meant."""
-    properties = {k: v for k, v in item.items() if k not in SYSTEM_ATTRIBUTES and not k.startswith("os_glance")}
+    properties = _user_properties(item)
     extra = {k: item.get(k) for k in (*COPIED_ATTRIBUTES, "os_hash_algo", "os_hash_value", "visibility")}
+    extra["unfinished_upload"] = UPLOAD_MARKER in item and item.get("status") != "active"
     return Image(
         name=item.get("name") or "",
         id=item["id"],
@@ -257,7 +264,7 @@ def json_patch(current: dict[str, Any], image: Image) -> list[dict[str, Any]]:
         ops.append({"op": "replace", "path": "/name", "value": image.name})
     if (current.get("visibility") == "public") != image.is_public:
         ops.append({"op": "replace", "path": "/visibility", "value": "public" if image.is_public else "private"})
-    have = {k: v for k, v in current.items() if k not in SYSTEM_ATTRIBUTES and not k.startswith("os_glance")}
+    have = _user_properties(current)
     want = glance_properties(image.user_properties)
     for key in sorted(have.keys() - want.keys()):
         ops.append({"op": "remove", "path": f"/{key}"})
@@ -267,6 +274,11 @@ def json_patch(current: dict[str, Any], image: Image) -> list[dict[str, Any]]:
         elif have[key] != want[key]:
             ops.append({"op": "replace", "path": f"/{key}", "value": want[key]})
     return ops
+
+
+def _user_properties(item: dict[str, Any]) -> dict[str, Any]:
+    hidden = SYSTEM_ATTRIBUTES | {UPLOAD_MARKER}
+    return {k: v for k, v in item.items() if k not in hidden and not k.startswith("os_glance")}
 
 
 def _as_text(value: Any) -> str:

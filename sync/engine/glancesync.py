@@ -167,7 +167,7 @@ class RegionSync:
         self.region_map: dict[str, Image] = {}
 
     def run(self) -> None:
-        listing = self.session.list_images(self.ref.name)
+        listing = self._remove_unfinished_uploads(self.session.list_images(self.ref.name))
         if self.target.only_tenant_images:
             listing = [i for i in listing if i.name and not is_foreign(i, self.tenant_id)]
         if self.target.support_obsolete_images and not self._is_master_region():
@@ -179,6 +179,18 @@ class RegionSync:
         self._ami_pass([s for s in statuses if s.status == "pending_ami"] + deferred)
         self.result.counters["errors"] = sum(s.status in ERROR_STATUSES for s in statuses)
         self._final_line(statuses)
+
+    def _remove_unfinished_uploads(self, listing: list[Image]) -> list[Image]:
+        """Delete images whose upload by an earlier run was cut short (a driver marks them)."""
+        for image in listing:
+            if not image.extra.get("unfinished_upload"):
+                continue
+            if self.dry_run:
+                self.reporter.info(f"{self.fullname}: Unfinished upload to remove: {image.name} ({image.id})")
+            else:
+                self.reporter.info(f"{self.fullname}: Removing unfinished upload {image.name} ({image.id})")
+                self.session.delete_image(self.ref.name, image.id)
+        return [image for image in listing if not image.extra.get("unfinished_upload")]
 
     def _is_master_region(self) -> bool:
         # The original renamed master images when syncing the master region onto itself (spec §9.1-19).

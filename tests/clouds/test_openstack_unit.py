@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from sync.clouds.openstack import HashingStream, _auth_url, image_from_glance, json_patch
+from sync.clouds.openstack import UPLOAD_MARKER, HashingStream, _auth_url, image_from_glance, json_patch
 from sync.engine.model import GlanceSyncError, Image
 
 GLANCE_IMAGE = {
@@ -83,3 +83,12 @@ def test_it_refuses_corrupt_or_short_data(received):
     list(stream)
     with pytest.raises(GlanceSyncError, match="corrupt"):
         stream.verify()
+
+
+def test_it_hides_the_upload_marker_and_flags_unfinished_uploads():
+    unfinished = image_from_glance({**GLANCE_IMAGE, "status": "saving", UPLOAD_MARKER: "1"}, "R")
+    assert unfinished.extra["unfinished_upload"] is True
+    assert UPLOAD_MARKER not in unfinished.user_properties
+    finished = image_from_glance({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, "R")
+    assert finished.extra["unfinished_upload"] is False
+    assert json_patch({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, finished) == []

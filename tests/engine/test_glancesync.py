@@ -216,3 +216,27 @@ def test_it_names_the_region_when_the_master_region_is_unknown(tmp_path):
 )
 def test_it_formats_megabytes_like_the_original(size, text):
     assert format_mb(size) == text
+
+
+def test_it_removes_uploads_an_earlier_run_left_unfinished(cloud, monkeypatch):
+    write_cloud(cloud, {"Burgos": ["Burgos,small,101,saving,1000,,tenant1id,True,{}"]})
+    from sync.clouds.files import FileTargetSession
+
+    listing = FileTargetSession.list_images
+
+    def marked(self, region):
+        images = listing(self, region)
+        for image in images:
+            image.extra["unfinished_upload"] = image.status == "saving"
+        return images
+
+    monkeypatch.setattr(FileTargetSession, "list_images", marked)
+    reporter = RecordingReporter()
+    engine_for(cloud, reporter).sync_region("Burgos", dry_run=True)
+    assert "Burgos: Unfinished upload to remove: small (101)" in reporter.messages()
+    assert "101" in region_state(cloud, "Burgos")
+    engine_for(cloud, reporter).sync_region("Burgos")
+    assert "Burgos: Removing unfinished upload small (101)" in reporter.messages()
+    state = region_state(cloud, "Burgos")
+    assert "101" not in state and state["1$small"][0] == "small"
+    assert not any("is not active" in m for m in reporter.messages())
