@@ -151,6 +151,13 @@ def test_config_overrides_change_every_section_or_one(case):
     assert out == "", "no image has the property, so nothing is selected"
 
 
+def test_repeated_config_options_add_up(case):
+    out, _ = run(
+        case, "--show-status", "Burgos", "--config", "master.metadata_set=x", "--config", "master.forcesyncs=002"
+    )
+    assert out == "pending_upload,Burgos,image02\r\n"
+
+
 def test_it_reads_the_cloud_from_the_environment(case, monkeypatch):
     monkeypatch.setenv("GLANCESYNC_CLOUD", f"files:{case['cloud']}")
     out = io.StringIO()

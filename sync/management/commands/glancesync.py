@@ -51,6 +51,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--config",
             nargs="+",
+            action="extend",  # the original kept only the last --config; repeating it now adds up
             metavar="KEY=VALUE",
             default=[],
             help="override configuration: key=value (every section) or section.key=value",
