@@ -1,0 +1,180 @@
+"""Syncs against real Keystone and Glance servers (tests/realstack): bytes, metadata, conflicts, AMI, faults.
+
+Each test creates its own images in the source cloud's RegionOne under a unique prefix and selects only
+those (a metadata_condition override), so tests do not see each other's images.
+"""
+
+import hashlib
+import io
+import os
+import threading
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from sync.clouds.openstack import OpenStackCloud
+from sync.engine.config import load_config
+from sync.engine.glancesync import GlanceSync
+from sync.engine.reporter import RecordingReporter
+from tests.realstack.stack import kill_glance, start_glance
+
+pytestmark = pytest.mark.integration
+
+MB = 1024 * 1024
+REGIONS = ("RegionTwo", "target:RegionOne")
+
+
+def connect(stack, region):
+    """Connection to a region given as the CLI names it."""
+    if region.startswith("target:"):
+        return stack.connect("target", region.split(":", 1)[1])
+    return stack.connect("source", region)
+
+
+def create(conn, name, data, **attrs):
+    attrs.setdefault("disk_format", "raw")
+    attrs.setdefault("container_format", "bare")
+    attrs.setdefault("visibility", "public")
+    image = conn.image.create_image(name=name, data=data, wait=True, **attrs)
+    return conn.image.get_image(image.id)
+
+
+def images_named(conn, prefix):
+    return {i.name: i for i in conn.image.images() if i.name and i.name.startswith(prefix)}
+
+
+def glancesync(stack, prefix, *args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "glancesync", "--config-file", str(stack.glancesync_conf), "--cloud", "openstack", *args,
+        "--config", f"metadata_condition=image.is_public and image.name.startswith('{prefix}')", stdout=out, stderr=err,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def status_rows(stack, prefix, *regions):
+    return glancesync(stack, prefix, "--show-status", *regions).split()
+
+
+def download(conn, image_id):
+    response = conn.image.get(f"/images/{image_id}/file", stream=True)
+    md5, sha512 = hashlib.md5(), hashlib.sha512()
+    for chunk in response.iter_content(MB):
+        md5.update(chunk)
+        sha512.update(chunk)
+    return md5.hexdigest(), sha512.hexdigest()
+
+
+@pytest.fixture
+def prefix():
+    return f"it{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+def master(realstack):
+    return realstack.connect("source", "RegionOne")
+
+
+def test_it_syncs_bytes_properties_and_ami_references_to_both_targets(realstack, master, prefix):
+    kernel = create(master, prefix + "kernel", os.urandom(2048), disk_format="aki", container_format="aki")
+    ramdisk = create(master, prefix + "ramdisk", os.urandom(3072), disk_format="ari", container_format="ari")
+    # The AMI image is smaller than its kernel: it must still end up pointing at the region's kernel.
+    create(
+        master, prefix + "ami", os.urandom(1024), disk_format="ami", container_format="ami",
+        kernel_id=kernel.id, ramdisk_id=ramdisk.id, type="image",
+    )  # fmt: skip
+    sizes = {"small": 100 * 1024, "medium": 5 * MB, "large": 100 * MB}
+    for name, size in sizes.items():
+        create(master, prefix + name, os.urandom(size), type="base", nid="7")
+    create(master, prefix + "private", os.urandom(4096), visibility="private")
+
+    out = glancesync(realstack, prefix, *REGIONS)
+    assert "RegionTwo:   Total uploaded to region: 105 (MB)" in out
+
+    source = images_named(master, prefix)
+    for region in REGIONS:
+        conn = connect(realstack, region)
+        copies = images_named(conn, prefix)
+        assert set(copies) == set(source) - {prefix + "private"}, region
+        for name, copy in copies.items():
+            original = source[name]
+            assert copy.status == "active" and copy.visibility == "public"
+            assert (copy.checksum, copy.hash_value, copy.size) == (
+                original.checksum,
+                original.hash_value,
+                original.size,
+            )
+            assert download(conn, copy.id) == (original.checksum, original.hash_value), f"{region} {name}"
+            assert (copy.disk_format, copy.container_format) == (original.disk_format, original.container_format)
+        assert copies[prefix + "large"].properties["nid"] == "7"
+        ami = copies[prefix + "ami"]
+        assert (ami.kernel_id, ami.ramdisk_id) == (copies[prefix + "kernel"].id, copies[prefix + "ramdisk"].id)
+
+    rows = status_rows(realstack, prefix, *REGIONS)
+    assert len(rows) == 12 and all(row.startswith("ok,") for row in rows), rows
+
+
+def test_it_renames_or_replaces_conflicting_images(realstack, master, prefix):
+    two = realstack.connect("source", "RegionTwo")
+    create(master, prefix + "renamed", b"master data" * 100, type="base")
+    old = create(two, prefix + "renamed", b"region data" * 100, type="base", local="keep")
+    create(master, prefix + "replaced", b"new data" * 100)
+    stale = create(two, prefix + "replaced", b"old data" * 100)
+    assert sorted(status_rows(realstack, prefix, "RegionTwo")) == [
+        f"error_checksum,RegionTwo,{prefix}renamed",
+        f"error_checksum,RegionTwo,{prefix}replaced",
+    ]
+    glancesync(realstack, prefix, "RegionTwo", "--config", f"master.rename={old.checksum}", "master.replace=any")
+
+    copies = images_named(two, prefix)
+    assert set(copies) == {prefix + "renamed", prefix + "renamed.old", prefix + "replaced"}
+    kept = copies[prefix + "renamed.old"]
+    assert (kept.id, kept.visibility, kept.properties.get("local")) == (old.id, "private", "keep")
+    assert copies[prefix + "replaced"].id != stale.id
+    assert all(row.startswith("ok,") for row in status_rows(realstack, prefix, "RegionTwo"))
+
+
+def test_it_propagates_obsolete_images(realstack, master, prefix):
+    two = realstack.connect("source", "RegionTwo")
+    data = b"retired" * 100
+    create(master, prefix + "old_obsolete", data, visibility="private", replacement="new")
+    copy = create(two, prefix + "old", data)
+    glancesync(realstack, prefix, "RegionTwo", "--config", "master.obsolete_syncprops=replacement")
+    renamed = two.image.get_image(copy.id)
+    assert (renamed.name, renamed.visibility) == (prefix + "old_obsolete", "private")
+    assert renamed.properties.get("replacement") == "new"
+
+
+def test_a_glance_killed_mid_upload_fails_only_its_region_and_a_rerun_converges(realstack, master, prefix):
+    create(master, prefix + "huge", os.urandom(100 * MB))
+    config = load_config(str(realstack.glancesync_conf), [("metadata_condition", f"image.name.startswith('{prefix}')")])
+    killed = threading.Event()
+
+    class KillingReporter(RecordingReporter):
+        def progress(self, image_name, done, total):
+            if not killed.is_set() and done > 20 * MB:
+                killed.set()
+                kill_glance("RegionTwo")
+
+    engine = GlanceSync(config, OpenStackCloud(), KillingReporter())
+    failed = engine.sync_region("RegionTwo")
+    other = engine.sync_region("target:RegionOne")
+    assert killed.is_set()
+    assert not failed.ok and "RegionTwo" in failed.error and prefix + "huge" in failed.error
+    assert other.ok and other.counters["uploads"] == 1
+
+    start_glance("RegionTwo")
+    two = realstack.connect("source", "RegionTwo")
+    out = glancesync(realstack, prefix, "RegionTwo")
+    leftovers = [i for i in two.image.images() if i.name == prefix + "huge"]
+    assert [i.status for i in leftovers] == ["active"], out
+    assert status_rows(realstack, prefix, "RegionTwo") == [f"ok,RegionTwo,{prefix}huge"]
+
+
+def test_a_rerun_is_a_no_op(realstack, master, prefix):
+    create(master, prefix + "once", os.urandom(4096), type="base")
+    glancesync(realstack, prefix, *REGIONS)
+    out = glancesync(realstack, prefix, *REGIONS)
+    assert "Uploading" not in out and "Updating" not in out
+    assert out.count("Region is synchronized.") == 2
