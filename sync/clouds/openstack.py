@@ -345,7 +345,7 @@ def _file_chunks(path: str) -> Iterator[bytes]:
 def _connect(target: TargetPolicy) -> Connection:
     """A connection from the target's clouds.yaml entry, or from its user/password/url/tenant."""
     if target.cloud_name:
-        return openstack.connect(cloud=target.cloud_name, api_timeout=CALL_TIMEOUT)
+        return openstack.connect(cloud=target.cloud_name, api_timeout=CALL_TIMEOUT, **_tls(target))
     if not (target.keystone_url and target.user and target.password is not None and target.tenant):
         raise GlanceSyncError("user, password, keystone_url and tenant are all needed")
     version = "3" if target.use_keystone_v3 else "2.0"
@@ -358,7 +358,15 @@ def _connect(target: TargetPolicy) -> Connection:
         project_domain_name=target.project_domain,
         identity_api_version=version,
         api_timeout=CALL_TIMEOUT,
+        **_tls(target),
     )
+
+
+def _tls(target: TargetPolicy) -> dict[str, Any]:
+    """Only what the target sets: a clouds.yaml entry keeps its own `cacert`/`verify` otherwise."""
+    if target.insecure:
+        return {"verify": False}
+    return {"cacert": target.cacert} if target.cacert else {}
 
 
 def _auth_url(url: str, version: str) -> str:

@@ -96,8 +96,8 @@ class _Reader:
         value = (self.get(section, key) or "").strip()
         return [item.strip() for item in value.split(",")] if value else []
 
-    def get_bool(self, section: str, key: str) -> bool:
-        value = self.get(section, key, "")
+    def get_bool(self, section: str, key: str, default: str = "") -> bool:
+        value = self.get(section, key, default)
         state = configparser.ConfigParser.BOOLEAN_STATES.get(value.strip().lower())
         if state is None:
             raise self.error(section, key, f"not a boolean: {value!r} (use true/false, yes/no, on/off, 1/0)")
@@ -250,7 +250,8 @@ def _condition(reader: _Reader, section: str) -> str | None:
 
 def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_credentials: bool) -> TargetPolicy:
     credential = _credential(reader, section)
-    if credential is None:
+    cloud_name = (reader.get(section, "cloud") or "").strip() or None
+    if credential is None and cloud_name is None:  # a clouds.yaml entry carries its own auth
         if section == "master":
             credential = _master_credential_from_env(environ, require_credentials, reader.source)
         elif require_credentials:
@@ -263,7 +264,9 @@ def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_c
         use_keystone_v3=reader.get_bool(section, "use_keystone_v3"),
         user_domain=(reader.get(section, "user_domain") or "").strip() or "Default",
         project_domain=(reader.get(section, "project_domain") or "").strip() or "Default",
-        cloud_name=(reader.get(section, "cloud") or "").strip() or None,
+        cloud_name=cloud_name,
+        cacert=(reader.get(section, "cacert") or "").strip() or None,
+        insecure=reader.get_bool(section, "insecure", "false"),
         metadata_condition=_condition(reader, section),
         only_tenant_images=reader.get_bool(section, "only_tenant_images"),
         support_obsolete_images=reader.get_bool(section, "support_obsolete_images"),

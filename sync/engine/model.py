@@ -69,6 +69,8 @@ class TargetPolicy:
     user_domain: str = "Default"
     project_domain: str = "Default"
     cloud_name: str | None = None  # an entry of clouds.yaml used for auth instead of the fields above
+    cacert: str | None = None  # CA bundle for the Keystone and Glance TLS certificates
+    insecure: bool = False  # skip TLS verification (test clouds only)
     forcesyncs: frozenset[str] = frozenset()
     replace: frozenset[str] = frozenset()
     rename: frozenset[str] = frozenset()

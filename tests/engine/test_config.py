@@ -288,6 +288,21 @@ def test_domains_and_cloud_name_are_read() -> None:
     assert (master.user_domain, master.project_domain, master.cloud_name) == ("d1", "d2", "mycloud")
 
 
+def test_a_clouds_yaml_entry_replaces_the_credential() -> None:
+    text = "[main]\nmaster_region = R\n[master]\ncloud = source\n[other]\ncloud = target\n"
+    config = load(text)  # no OS_* variables and no credential: the clouds.yaml entries carry the auth
+    assert (config.master.cloud_name, config.targets["other"].cloud_name) == ("source", "target")
+    assert config.targets["other"].user is None
+
+
+def test_tls_options_are_read() -> None:
+    master = load(MINIMAL.format(region="R") + "cacert = /etc/ssl/ca.pem\n").targets["master"]
+    assert (master.cacert, master.insecure) == ("/etc/ssl/ca.pem", False)
+    assert load(MINIMAL.format(region="R") + "insecure = yes\n").targets["master"].insecure is True
+    with pytest.raises(ConfigError, match="insecure"):
+        load(MINIMAL.format(region="R") + "insecure = maybe\n")
+
+
 def test_duplicated_keys_and_sections_are_merged_like_python2() -> None:
     text = MINIMAL.format(region="R") + "metadata_set = a\nmetadata_set = b\n[master]\nforcesyncs = x\n"
     master = load(text).targets["master"]
