@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,14 @@ from typing import Any
 
 import openstack
 from keystoneauth1 import exceptions as ks_exceptions
+from openstack import exceptions as sdk_exceptions
 from openstack.connection import Connection
 
 from sync.clouds.base import ImageSource, ProgressCallback
 from sync.engine.model import AMI_PROPERTIES, GlanceSyncError, Image, TargetPolicy
 
 CHUNK = 1024 * 1024
+PREFETCH = 8  # chunks read ahead of the upload: bounds the memory a transfer uses to ~8 MiB
 PAGE_SIZE = 1000
 CALL_TIMEOUT = 120  # seconds per HTTP read; uploads have no overall limit (a big image takes long)
 RETRIES = {"connect_retries": 3, "status_code_retries": 3, "retriable_status_codes": [500, 502, 503, 504]}
@@ -71,8 +74,9 @@ class OpenStackTargetSession:
         """The target's first connection; every region connection shares its keystoneauth session."""
         if self._base is None:
             try:
-                self._base = _connect(self.target)
-                self._base.authorize()
+                connection = _connect(self.target)
+                connection.authorize()
+                self._base = connection  # only once authenticated: a failure is reported on every call
             except Exception as error:
                 raise GlanceSyncError(f"target {self.target.name}: cannot authenticate: {_cause(error)}") from None
         return self._base
@@ -111,6 +115,8 @@ class OpenStackTargetSession:
             raw = future.result(timeout=self.target.list_images_timeout)
         except FutureTimeout:
             raise GlanceSyncError(f"{self._fullname(region)}: Timeout while retrieving image list.") from None
+        except GlanceSyncError:
+            raise
         except Exception as error:
             raise self._fail(region, "Error retrieving image list", error) from None
         finally:
@@ -289,10 +295,11 @@ def _as_text(value: Any) -> str:
 
 
 class HashingStream:
-    """An upload body: iterates the master's chunks, hashing and counting them on the way.
+    """An upload body: the master's chunks, hashed and counted on the way.
 
     It has a length, so requests sends a Content-Length instead of chunked encoding, and it is iterable
-    without `read`, so http.client sends our 1 MiB chunks as they come (nothing is buffered).
+    without `read`, so http.client sends our 1 MiB chunks as they come. A reader thread downloads and hashes
+    up to PREFETCH chunks ahead while this thread uploads, so the two transfers and the hashing overlap.
     """
 
     def __init__(self, chunks: Iterable[bytes], master: Image, progress: ProgressCallback | None) -> None:
@@ -309,16 +316,19 @@ class HashingStream:
         return self.size
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if not chunk:
-                continue
-            self.md5.update(chunk)
-            if self.os_hash is not None:
-                self.os_hash.update(chunk)
+        for chunk in read_ahead(self._hashed(), PREFETCH):
             self.done += len(chunk)
-            if self.progress is not None:
+            if self.progress is not None:  # called from the uploading thread, never the reader
                 self.progress(self.done, self.size)
             yield chunk
+
+    def _hashed(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            if chunk:
+                self.md5.update(chunk)  # hashlib releases the GIL: this overlaps the upload
+                if self.os_hash is not None:
+                    self.os_hash.update(chunk)
+                yield chunk
 
     def verify(self) -> None:
         """The bytes sent must be the master's: same size, md5 and os_hash as the master declares."""
@@ -331,6 +341,42 @@ class HashingStream:
             problems.append(f"{self.os_hash.name} differs from the master's os_hash_value")
         if problems:
             raise GlanceSyncError(f"the data of {self.master.name} is corrupt: {'; '.join(problems)}")
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """Iterate `chunks` in a thread, at most `depth` items ahead; its errors are raised here."""
+    pending: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(_END)
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(error)
+
+    threading.Thread(target=reader, name="glancesync-read-ahead", daemon=True).start()
+    try:
+        while (item := pending.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()  # the consumer stopped (done, or the upload failed): let the reader end
 
 
 def _file_chunks(path: str) -> Iterator[bytes]:
@@ -395,4 +441,6 @@ def _cause(error: BaseException) -> str:
     """A one-line cause without secrets: keystoneauth and requests messages name URLs and statuses only."""
     if isinstance(error, ks_exceptions.HttpError):
         return f"HTTP {error.http_status} {error.message}"
-    return f"{type(error).__name__}: {error}" if not isinstance(error, GlanceSyncError) else str(error)
+    if isinstance(error, GlanceSyncError | sdk_exceptions.SDKException):
+        return str(error)  # these already say what failed, with the HTTP status when there is one
+    return f"{type(error).__name__}: {error}"

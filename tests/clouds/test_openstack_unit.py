@@ -1,10 +1,11 @@
 """The OpenStack driver's pure parts: Glance v2 mapping, JSON patches, streaming hashes (no cloud needed)."""
 
 import hashlib
+import time
 
 import pytest
 
-from sync.clouds.openstack import UPLOAD_MARKER, HashingStream, _auth_url, image_from_glance, json_patch
+from sync.clouds.openstack import UPLOAD_MARKER, HashingStream, _auth_url, image_from_glance, json_patch, read_ahead
 from sync.engine.model import GlanceSyncError, Image
 
 GLANCE_IMAGE = {
@@ -92,3 +93,31 @@ def test_it_hides_the_upload_marker_and_flags_unfinished_uploads():
     finished = image_from_glance({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, "R")
     assert finished.extra["unfinished_upload"] is False
     assert json_patch({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, finished) == []
+
+
+def test_read_ahead_yields_everything_in_order():
+    assert list(read_ahead(iter([b"a", b"b", b"c"]), 2)) == [b"a", b"b", b"c"]
+
+
+def test_read_ahead_raises_the_readers_error_to_the_consumer():
+    def broken():
+        yield b"a"
+        raise ConnectionError("master went away")
+
+    with pytest.raises(ConnectionError, match="master went away"):
+        list(read_ahead(broken(), 2))
+
+
+def test_read_ahead_stops_reading_when_the_consumer_gives_up():
+    produced = []
+
+    def endless():
+        for n in range(1000):
+            produced.append(n)
+            yield b"x"
+
+    chunks = read_ahead(endless(), 2)
+    next(chunks)
+    chunks.close()
+    time.sleep(0.5)
+    assert len(produced) < 10, "the reader must not run on after the upload stopped"

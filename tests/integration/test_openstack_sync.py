@@ -11,7 +11,7 @@ import threading
 import uuid
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
@@ -178,3 +178,68 @@ def test_a_rerun_is_a_no_op(realstack, master, prefix):
     out = glancesync(realstack, prefix, *REGIONS)
     assert "Uploading" not in out and "Updating" not in out
     assert out.count("Region is synchronized.") == 2
+
+
+def write_conf(path, master_auth, other_auth):
+    path.write_text(f"[main]\nmaster_region = RegionOne\n\n[master]\n{master_auth}\n\n[other]\n{other_auth}\n")
+    return str(path)
+
+
+def password_auth(stack, site, password=None):
+    url = stack.source_auth_url if site == "source" else stack.target_auth_url
+    password = password or stack.passwords[site]
+    return f"user = admin\npassword = {password}\nkeystone_url = {url}\ntenant = admin\nuse_keystone_v3 = True"
+
+
+def sync_with(conf, prefix, *regions):
+    out, err = io.StringIO(), io.StringIO()
+    condition = f"metadata_condition=image.is_public and image.name.startswith('{prefix}')"
+    args = ["--config-file", conf, "--cloud", "openstack", *regions, "--config", condition]
+    call_command("glancesync", *args, stdout=out, stderr=err)
+    return out.getvalue()
+
+
+def test_it_authenticates_from_clouds_yaml_entries(realstack, master, prefix, tmp_path, monkeypatch):
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(realstack.clouds_yaml))
+    conf = write_conf(tmp_path / "glancesync.conf", "cloud = source", "cloud = target")
+    create(master, prefix + "via-yaml", os.urandom(1024), type="base")
+    sync_with(conf, prefix, "RegionTwo", "other:RegionOne")
+    for cloud, region in (("source", "RegionTwo"), ("target", "RegionOne")):
+        assert set(images_named(realstack.connect(cloud, region), prefix)) == {prefix + "via-yaml"}
+
+
+def test_a_wrong_password_fails_that_target_only_and_is_never_shown(realstack, master, prefix, tmp_path):
+    secret = "Wr0ng-s3cret-pa55"
+    conf = write_conf(
+        tmp_path / "glancesync.conf",
+        password_auth(realstack, "source"),
+        password_auth(realstack, "target", password=secret),
+    )
+    create(master, prefix + "only-master", os.urandom(1024), type="base")
+    with pytest.raises(CommandError) as failure:
+        out = sync_with(conf, prefix, "RegionTwo", "other:RegionOne")
+    assert str(failure.value) == "failed regions: other:RegionOne"
+    assert set(images_named(realstack.connect("source", "RegionTwo"), prefix)) == {prefix + "only-master"}
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError):
+        call_command(
+            "glancesync", "--config-file", conf, "--cloud", "openstack", "other:RegionOne", stdout=out, stderr=err
+        )
+    log = out.getvalue() + err.getvalue()
+    assert "ERROR:other:RegionOne: target other: cannot authenticate: " in log and "(HTTP 401)" in log
+    assert secret not in log
+
+
+def test_a_wrong_master_password_stops_the_run_with_one_line(realstack, tmp_path):
+    secret = "Wr0ng-master-pa55"
+    conf = write_conf(
+        tmp_path / "glancesync.conf",
+        password_auth(realstack, "source", password=secret),
+        password_auth(realstack, "target"),
+    )
+    with pytest.raises(CommandError) as failure:
+        sync_with(conf, "none-", "RegionTwo")
+    assert str(failure.value).startswith("target master: cannot authenticate: ")
+    assert "(HTTP 401)" in str(failure.value)
+    assert secret not in str(failure.value) and "\n" not in str(failure.value)
