@@ -1,0 +1,195 @@
+"""Glance-to-Glance transfer benchmark against the real stack of tests/realstack.
+
+Usage: .venv/bin/python bench/transfer.py [--size-mb 1024] [--runs 3]
+
+One image of --size-mb random bytes is put in the source cloud's RegionOne, then copied to RegionTwo
+(another Glance server of the same Keystone) --runs times by each method:
+
+- product: GlanceSync's sync of that region (OpenStack driver: streamed, hashed, verified);
+- raw:     `curl` download piped into `curl` upload with the same token, the physical floor here;
+- naive:   openstacksdk's download_image() into memory, then create_image(data=bytes).
+
+Each run is a fresh child process, so its peak RSS (ru_maxrss) is its own; RSS growth is the peak minus
+the process's RSS after its imports. Reports medians, throughputs and the product/raw ratio.
+Goals (issue #3): product >= 0.9 x raw throughput; product RSS growth <= 64 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.realstack.stack import StackInfo, ensure_stack  # noqa: E402
+
+NAME = "bench-transfer-image"
+MIB = 1024 * 1024
+
+
+def rss_kib() -> int:
+    """Current resident set size of this process (KiB), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_kib(children: bool = False) -> int:
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss
+
+
+# -- the three methods, each run in a child process (`--measure METHOD`) ------------------------------
+
+
+def measure_product(stack: StackInfo, master_id: str) -> dict:
+    from sync.clouds.openstack import OpenStackCloud
+    from sync.engine.config import load_config
+    from sync.engine.glancesync import GlanceSync
+    from sync.engine.reporter import Reporter
+
+    class Quiet(Reporter):
+        def log(self, level: int, message: str) -> None:
+            pass
+
+    condition = [("metadata_condition", f"image.name == '{NAME}'")]
+    engine = GlanceSync(load_config(str(stack.glancesync_conf), condition), OpenStackCloud(), Quiet())
+    engine.region_names("master")  # authenticate before the clock starts, as the other methods do
+    base = rss_kib()
+    start = time.perf_counter()
+    result = engine.sync_region("RegionTwo")
+    seconds = time.perf_counter() - start
+    if not result.ok or result.counters["uploads"] != 1:
+        raise SystemExit(f"product sync failed: {result.error or result.counters}")
+    return {"seconds": seconds, "base_kib": base, "peak_kib": peak_kib()}
+
+
+def measure_raw(stack: StackInfo, master_id: str) -> dict:
+    source, two = stack.connect("source", "RegionOne"), stack.connect("source", "RegionTwo")
+    token = source.session.get_token()
+    created = two.image.post("/images", json={"name": NAME, "disk_format": "raw", "container_format": "bare"})
+    target_id = created.json()["id"]
+    get_url = source.image.get_endpoint().rstrip("/") + f"/images/{master_id}/file"
+    put_url = two.image.get_endpoint().rstrip("/") + f"/images/{target_id}/file"
+    pipeline = (
+        f"curl -sSf -H 'X-Auth-Token: {token}' '{get_url}' | "
+        f"curl -sSf -T - -X PUT -H 'X-Auth-Token: {token}' -H 'Content-Type: application/octet-stream' '{put_url}'"
+    )
+    start = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], check=True)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "base_kib": 0, "peak_kib": peak_kib(children=True)}
+
+
+def measure_naive(stack: StackInfo, master_id: str) -> dict:
+    source, two = stack.connect("source", "RegionOne"), stack.connect("source", "RegionTwo")
+    source.image.get_image(master_id)  # authenticate before the clock starts
+    two.image.get_endpoint()
+    base = rss_kib()
+    start = time.perf_counter()
+    data = source.image.download_image(master_id).content
+    two.image.create_image(name=NAME, data=data, disk_format="raw", container_format="bare", wait=True)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "base_kib": base, "peak_kib": peak_kib()}
+
+
+MEASURES = {"product": measure_product, "raw": measure_raw, "naive": measure_naive}
+
+
+# -- orchestration --------------------------------------------------------------------------------------
+
+
+def remove_copies(stack: StackInfo) -> None:
+    two = stack.connect("source", "RegionTwo")
+    for image in list(two.image.images(name=NAME)):
+        two.image.delete_image(image.id)
+
+
+def master_image(stack: StackInfo, size_mb: int) -> tuple[str, int]:
+    """The benchmark image in RegionOne (reused when it has the asked size), and its size in bytes."""
+    source = stack.connect("source", "RegionOne")
+    size = size_mb * MIB
+    for image in source.image.images(name=NAME):
+        if image.size == size and image.status == "active":
+            return image.id, size
+        source.image.delete_image(image.id)
+    with tempfile.NamedTemporaryFile(dir=os.environ.get("TMPDIR")) as data:
+        for _ in range(size_mb):
+            data.write(os.urandom(MIB))
+        data.flush()
+        image = source.image.create_image(
+            name=NAME, filename=data.name, disk_format="raw", container_format="bare", wait=True
+        )
+    return image.id, size
+
+
+def largest_size_mb(wanted_mb: int) -> int:
+    """The disk must hold the temporary file plus a copy in each of two Glance stores."""
+    free_mb = shutil.disk_usage(tempfile.gettempdir()).free // MIB
+    return max(16, min(wanted_mb, free_mb // 4))
+
+
+def run_child(method: str, master_id: str) -> dict:
+    command = [sys.executable, __file__, "--measure", method, "--master-id", master_id]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(results: dict[str, list[dict]], size: int) -> None:
+    runs = len(results["raw"])
+    print(f"image: {size // MIB} MiB; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; medians of {runs}")
+    medians = {}
+    for method, runs in results.items():
+        seconds = statistics.median(r["seconds"] for r in runs)
+        growth = statistics.median((r["peak_kib"] - r["base_kib"]) / 1024 for r in runs)
+        peak = statistics.median(r["peak_kib"] / 1024 for r in runs)
+        medians[method] = seconds
+        each = ", ".join(f"{r['seconds']:.2f}" for r in runs)
+        print(
+            f"  {method:8s} {seconds:7.2f} s  {size / MIB / seconds:7.1f} MiB/s  peak RSS {peak:7.1f} MiB"
+            f"  (growth {growth:7.1f} MiB)  runs: {each}"
+        )
+    ratio = medians["raw"] / medians["product"]
+    growth = statistics.median((r["peak_kib"] - r["base_kib"]) / 1024 for r in results["product"])
+    print(f"  product throughput / raw throughput = {ratio:.2f} (goal >= 0.90: {'PASS' if ratio >= 0.9 else 'FAIL'})")
+    print(f"  product RSS growth = {growth:.1f} MiB (goal <= 64: {'PASS' if growth <= 64 else 'FAIL'})")
+    print(f"  naive / product time = {medians['naive'] / medians['product']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    parser.add_argument("--master-id", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    stack = ensure_stack()
+    if args.measure:
+        print(json.dumps(MEASURES[args.measure](stack, args.master_id)))
+        return
+    size_mb = largest_size_mb(args.size_mb)
+    if size_mb < args.size_mb:
+        print(f"note: only {size_mb} MiB: the disk cannot hold {args.size_mb} MiB three times")
+    master_id, size = master_image(stack, size_mb)
+    results: dict[str, list[dict]] = {method: [] for method in ("product", "raw", "naive")}
+    for _ in range(args.runs):
+        for method in results:  # interleaved, so a noisy moment hits every method alike
+            remove_copies(stack)
+            results[method].append(run_child(method, master_id))
+    remove_copies(stack)
+    report(results, size)
+
+
+if __name__ == "__main__":
+    main()
