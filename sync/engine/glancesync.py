@@ -53,7 +53,7 @@ class GlanceSync:
         self.reporter = reporter or Reporter()
         self._sessions: dict[str, TargetSession] = {}
         self._tenant_ids: dict[str, str] = {}
-        self._selectors = {name: Selector(target) for name, target in config.targets.items()}
+        self.selectors = {name: Selector(target) for name, target in config.targets.items()}
         self._selected: dict[str, list[Image]] = {}
         listing = self.session("master").list_images(config.master_region)
         self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
@@ -74,7 +74,7 @@ class GlanceSync:
     def selected(self, target: str) -> list[Image]:
         """The target's synchronisable master images in (size, name) order, computed once."""
         if target not in self._selected:
-            self._selected[target] = self._selectors[target].select(self.master)
+            self._selected[target] = self.selectors[target].select(self.master)
         return self._selected[target]
 
     def region_names(self, target: str) -> list[str]:
@@ -97,7 +97,7 @@ class GlanceSync:
         """Status of each synchronisable master image in the region (spec §4), in (size, name) order."""
         ref = region if isinstance(region, RegionRef) else parse_region(region, self.config)
         listing = self.session(ref.target).list_images(ref.name)
-        return self._statuses(ref, listing, self.reporter)[0]
+        return self.statuses(ref, listing, self.reporter)[0]
 
     def export_status(self, region: str, stream: TextIO) -> None:
         """Write `status,region,image` CSV rows (the original's --show-status format)."""
@@ -106,9 +106,10 @@ class GlanceSync:
         for entry in self.region_status(ref):
             writer.writerow([entry.status, ref.fullname, entry.master.name])
 
-    def _statuses(
+    def statuses(
         self, ref: RegionRef, listing: list[Image], reporter: Reporter
     ) -> tuple[list[ImageStatus], dict[str, Image]]:
+        """Statuses of a region's listing, and its region map without the images about to be replaced."""
         target = self.config.targets[ref.target]
         selected = self.selected(ref.target)
         by_name = {image.name: image for image in selected}
@@ -172,7 +173,7 @@ class RegionSync:
             listing = [i for i in listing if i.name and not is_foreign(i, self.tenant_id)]
         if self.target.support_obsolete_images and not self._is_master_region():
             listing = self._obsolete_step(listing)
-        statuses, self.region_map = self.engine._statuses(self.ref, listing, self.reporter)
+        statuses, self.region_map = self.engine.statuses(self.ref, listing, self.reporter)
         self.result.statuses = statuses
         self._metadata_pass(statuses)
         deferred = self._upload_pass(statuses)
@@ -198,7 +199,7 @@ class RegionSync:
 
     def _obsolete_step(self, listing: list[Image]) -> list[Image]:
         """Rename/re-sync region copies of obsolete master images; the listing then reflects the changes."""
-        selector = self.engine._selectors[self.ref.target]
+        selector = self.engine.selectors[self.ref.target]
         updates = obsolete_updates(self.engine.master, selector, listing, self.tenant_id, self.fullname, self.reporter)
         for image in updates:
             if self.dry_run:
