@@ -71,6 +71,21 @@ class FileCloud:
                 known[key] = loaded
         return loaded
 
+    def listing(self, key: str) -> list[Image] | None:
+        """Copies of the region's images, None if it does not exist (caller holds region_lock(key)).
+
+        A region not loaded yet is read straight from its file: the objects are new, so nothing needs copying,
+        and it stays unloaded until a change needs it (a status check of 100 big regions keeps none in memory).
+        """
+        with self._lock:
+            known = self._known()
+            if key not in known:
+                return None
+            loaded = known[key]
+        if loaded is None:
+            return list(self._load(key).values())
+        return [_copy(image) for image in loaded.values()]
+
     def save(self, key: str) -> None:
         """Rewrite the region's file atomically (a temp file in the same folder, then os.replace)."""
         region = self.region(key)
@@ -143,8 +158,12 @@ class FileTargetSession:
     def list_images(self, region: str) -> list[Image]:
         key = self._fullname(region)
         with self.cloud.region_lock(key):
-            images = self._existing(key, "Error retrieving image list").values()
-            return [_copy(image) for image in images]
+            images = self.cloud.listing(key)
+        if images is None:
+            raise GlanceSyncError(
+                f"{key}: Error retrieving image list. Cause: no such region in {self.cloud.directory}"
+            )
+        return images
 
     def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
         return iter(())  # metadata only: there are no bytes to stream

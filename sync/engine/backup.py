@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import copy
 import csv
+import gc
 import os
+import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import IO, Any
@@ -65,10 +67,17 @@ def read_backup(path_or_stream: str | os.PathLike[str] | IO[str], source_name: s
 
 def _read_rows(stream: IO[str], source_name: str) -> list[Image]:
     reader = csv.reader(stream, dialect="excel")
+    # Reading creates no reference cycles, but millions of new objects would trigger full collections that
+    # scan every image already loaded: pause the collector for the loop (it is re-enabled as it was found).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return list(_images(reader))
     except (csv.Error, _RowError) as e:
         raise BackupFormatError(f"{source_name} line {reader.line_num}: {e}") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _first_undecodable_line(path: str | os.PathLike[str]) -> int:
@@ -125,11 +134,23 @@ def _padded(row: list[str]) -> list[str]:
     raise _RowError(f"expected {COLUMNS} columns, found {len(row)}")
 
 
-@lru_cache(maxsize=4096)
+# The repr of a flat dict of str/int/bool/None values, as every backup we write holds: parsed by regular
+# expressions, about five times faster than ast.literal_eval. Anything else (u'' prefixes, escapes, floats,
+# nesting) takes the literal_eval path.
+_STR = r"'[^'\\\n]*'"
+_VALUE = rf"(?:{_STR}|-?(?:0|[1-9][0-9]*)|True|False|None)"
+_FLAT_DICT = re.compile(rf"\{{(?:{_STR}: {_VALUE}(?:, (?=')|(?=\}})))*\}}")
+_ITEM = re.compile(r"'([^'\\\n]*)': (?:'([^'\\\n]*)'|(-?[0-9]+)|(True|False|None))")
+_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
+@lru_cache(maxsize=65536)  # region copies repeat the master's properties: big enough for 20,000 masters
 def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     """(the dict literal, True if all its values are immutable scalars). Never evaluates code."""
     if not text.strip():
         return {}, True
+    if _FLAT_DICT.fullmatch(text):
+        return {k: _CONSTANTS[c] if c else int(n) if n else v for k, v, n, c in _ITEM.findall(text)}, True
     try:
         value = ast.literal_eval(text.strip())  # also accepts the u'' prefixes of Python 2 backups
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

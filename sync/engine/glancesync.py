@@ -55,6 +55,7 @@ class GlanceSync:
         self._tenant_ids: dict[str, str] = {}
         self.selectors = {name: Selector(target) for name, target in config.targets.items()}
         self._selected: dict[str, list[Image]] = {}
+        self._selected_by_name: dict[str, dict[str, Image]] = {}
         listing = self.session("master").list_images(config.master_region)
         self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
         replace_ami_ids_by_names(self.master, self.reporter)
@@ -75,6 +76,7 @@ class GlanceSync:
         """The target's synchronisable master images in (size, name) order, computed once."""
         if target not in self._selected:
             self._selected[target] = self.selectors[target].select(self.master)
+            self._selected_by_name[target] = {image.name: image for image in self._selected[target]}
         return self._selected[target]
 
     def region_names(self, target: str) -> list[str]:
@@ -112,10 +114,10 @@ class GlanceSync:
         """Statuses of a region's listing, and its region map without the images about to be replaced."""
         target = self.config.targets[ref.target]
         selected = self.selected(ref.target)
-        by_name = {image.name: image for image in selected}
         found = match_region_images(
-            ref.fullname, listing, by_name, self.tenant_id(ref.target), target.only_tenant_images, reporter
-        )
+            ref.fullname, listing, self._selected_by_name[ref.target], self.tenant_id(ref.target),
+            target.only_tenant_images, reporter,
+        )  # fmt: skip
         return compute_statuses(selected, found, target)
 
     # -- backup --------------------------------------------------------------------------------------

@@ -90,6 +90,9 @@ def metadata_differs(region: Image, master: Image, metadata_set: frozenset[str])
 
 def ami_state(region: Image, master: Image, found: dict[str, Image], pending: set[str]) -> str:
     """`ready`, `update`, `pending` or `missing` for the kernel/ramdisk references (spec §4.3)."""
+    rprops, mprops = region.user_properties, master.user_properties
+    if not any(p in rprops or p in mprops for p in AMI_PROPERTIES):
+        return "ready"  # the common case, checked first: this runs for every (region, image) pair
     states = {_ami_property_state(p, region, master, found, pending) for p in AMI_PROPERTIES}
     for state in ("missing", "pending", "update"):
         if state in states:

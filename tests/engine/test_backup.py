@@ -240,3 +240,25 @@ def test_an_unreadable_file_is_a_backup_format_error(tmp_path):
     with pytest.raises(BackupFormatError) as error:
         read_backup(path, "backup_Burgos.csv")
     assert str(error.value) == "backup_Burgos.csv line 2: not UTF-8 text"
+
+
+def test_the_fast_properties_parser_agrees_with_literal_eval():
+    import ast
+    import random
+
+    from sync.engine.backup import _parse_properties
+
+    rng = random.Random(7)
+    alphabet = "abc xyz:,{}\"'\\-_01é"
+    values = [True, False, None, 0, -12, 345, "", "plain", 1.5]
+    for _ in range(3000):
+        props = {
+            "".join(rng.choices(alphabet, k=rng.randint(0, 6))): rng.choice(
+                [*values, "".join(rng.choices(alphabet, k=rng.randint(0, 8)))]
+            )
+            for _ in range(rng.randint(0, 4))
+        }
+        text = repr(props)
+        parsed, _ = _parse_properties(text)
+        assert parsed == ast.literal_eval(text) == props, text
+        assert [type(v) for v in parsed.values()] == [type(v) for v in props.values()], text
