@@ -1,0 +1,442 @@
+"""Benchmark of the engine's planning step: the status of every (region, image) pair of a big file cloud.
+
+What is measured, and why
+-------------------------
+A `glancesync` status run (or the plan before a sync) reads the master region and every region, then
+decides a status for each (region, synchronisable master image) pair. On a file cloud the unavoidable part
+of that work is parsing the backup CSVs; everything the engine adds on top of it is overhead we control.
+So two things are timed, each on a fresh `FileCloud` and with the properties-parse cache cleared, so that
+nothing carries over between runs:
+
+* floor   - `read_backup` on every CSV of the folder (the rows become `Image`s, then are dropped);
+* product - `GlanceSync(config, FileCloud(folder), quiet)` and `region_status()` of every region
+            (master and `other` targets), i.e. reading the files *and* computing every pair's status.
+
+For reference, a third workload only tokenises the CSVs with csv.reader (no Images): no CSV-based design
+can go below it. The goals are an absolute one (product < 2 s) and a relative one (product <= 3x floor):
+the ratio says how much the engine costs beyond reading its input, independently of the machine.
+
+The cloud is generated deterministically (seeded) and cached in --workdir, keyed by the parameters, so
+reruns skip generation; generation is never timed. Each region mixes identical copies, missing images,
+metadata and checksum differences, foreign and inactive copies, duplicates, AMI images and local images,
+so that every status of the spec appears (the census at the end shows it). The engine's warnings go to a
+reporter that drops them, so logging does not dominate. Files are read from the page cache (warm). Times are
+wall-clock (time.perf_counter); CPU times are shown too, since they are less sensitive to a busy machine.
+
+Usage: .venv/bin/python bench/plan.py [--images 20000] [--regions 100] [--runs 5] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import gc
+import hashlib
+import os
+import platform
+import pstats
+import random
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
+
+from sync.clouds.files import FileCloud  # noqa: E402
+from sync.engine import backup  # noqa: E402
+from sync.engine.glancesync import GlanceSync  # noqa: E402
+from sync.engine.model import STATUSES, Image, SyncConfig, TargetPolicy  # noqa: E402
+from sync.engine.reporter import Reporter  # noqa: E402
+
+GENERATOR_VERSION = 1  # bump when the generated data changes, so cached folders are not reused
+MASTER_REGION = "Master"
+OTHER = "other"
+OTHER_CONDITION = "image.is_public and image.user_properties.get('type') in ('baseimage', 'machine')"
+GOAL_SECONDS = 2.0
+GOAL_RATIO = 3.0
+
+
+def md5(text: str) -> str:
+    """An md5-like hex digest, deterministic from `text` (used for checksums and tenant ids)."""
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+MASTER_TENANT = md5("tenant-master")
+OTHER_TENANT = md5("tenant-other")
+FOREIGN_TENANT = md5("tenant-foreign")
+# Old checksums found in regions, and what the master target's config says to do with them.
+STALE = [md5(f"stale-{k}") for k in range(12)]
+DONTUPDATE, REPLACE, RENAME = frozenset(STALE[0:4]), frozenset(STALE[4:8]), frozenset(STALE[8:12])
+
+
+class QuietReporter(Reporter):
+    """Drops every message: the benchmark measures the engine, not the logging."""
+
+    def log(self, level: int, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Params:
+    images: int
+    regions: int
+    seed: int
+
+    @property
+    def other_regions(self) -> int:
+        """A few regions (one in twenty, at least one) belong to the `other` target."""
+        return max(1, self.regions // 20) if self.regions > 1 else 0
+
+    def region_keys(self) -> list[str]:
+        """`Region001`... for the master target, then `other:Region0NN` for the last few."""
+        first_other = self.regions - self.other_regions
+        return [f"{OTHER}:Region{i:03d}" if i > first_other else f"Region{i:03d}" for i in range(1, self.regions + 1)]
+
+    def folder_name(self) -> str:
+        return f"plan-i{self.images}-r{self.regions}-s{self.seed}-g{GENERATOR_VERSION}"
+
+
+# --- generation (not timed) ------------------------------------------------------------------------------
+
+
+def new_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def master_kind(rng: random.Random) -> str:
+    """kernel/ramdisk/machine for AMI images, `plain` for images outside the metadata_set, else `base`."""
+    roll = rng.random()
+    kinds = (("kernel", 0.02), ("ramdisk", 0.04), ("machine", 0.08), ("plain", 0.18))
+    return next((kind for kind, limit in kinds if roll < limit), "base")
+
+
+def master_image(rng: random.Random, index: int, kind: str) -> Image:
+    name = f"{kind}-{rng.choice(('ubuntu', 'centos', 'debian', 'fedora', 'cirros'))}-{index:05d}"
+    if kind == "plain":
+        properties: dict[str, object] = {"os_distro": name.split("-")[1]}
+    else:
+        image_type = kind if kind != "base" else rng.choice(("baseimage", "baseimage", "testimage", "app"))
+        properties = {"type": image_type, "nid": 1000 + index}
+    public = rng.random() < (0.95 if kind == "kernel" else 0.85)
+    size = min(int(rng.lognormvariate(20.5, 1.2)), 40 * 2**30)
+    return Image(name, new_id(rng), MASTER_REGION, MASTER_TENANT, public, md5(name), size, "active", properties)
+
+
+def link_amis(rng: random.Random, images: list[Image]) -> None:
+    """Machine images point at master kernels/ramdisks by id (some of them private: error_ami)."""
+    kernels = [i.id for i in images if i.user_properties.get("type") == "kernel"]
+    ramdisks = [i.id for i in images if i.user_properties.get("type") == "ramdisk"]
+    for image in images:
+        if image.user_properties.get("type") == "machine" and kernels and ramdisks:
+            image.user_properties["kernel_id"] = rng.choice(kernels)
+            image.user_properties["ramdisk_id"] = rng.choice(ramdisks)
+
+
+def spoil_master(rng: random.Random, images: list[Image]) -> None:
+    """A few master rows the engine filters out: inactive, foreign, duplicated names, `_obsolete`."""
+    for image in rng.sample(images, max(1, len(images) // 400)):
+        choice = rng.randrange(4)
+        if choice == 0:
+            image.status = "queued"
+        elif choice == 1:
+            image.owner = FOREIGN_TENANT
+        elif choice == 2:
+            image.owner = None  # ownerless: still a master image
+        else:
+            image.name += "_obsolete"
+    for image in rng.sample(images, max(1, len(images) // 2000)):
+        images.append(replace(image, id=new_id(rng), checksum=md5(image.name + "-dup"), user_properties={}))
+
+
+def make_master(params: Params) -> list[Image]:
+    rng = random.Random(f"{params.seed}-master")
+    images = [master_image(rng, i, master_kind(rng)) for i in range(params.images)]
+    link_amis(rng, images)
+    spoil_master(rng, images)
+    return images
+
+
+def region_fate(rng: random.Random) -> str:
+    """What a region did with a master image; most copies are identical."""
+    roll = rng.random()
+    fates = (
+        ("missing", 0.05),
+        ("metadata", 0.09),
+        ("checksum", 0.12),
+        ("foreign", 0.13),
+        ("inactive", 0.14),
+        ("duplicate", 0.145),
+        ("stale_ami", 0.15),
+    )
+    return next((fate for fate, limit in fates if roll < limit), "same")
+
+
+def changed_metadata(rng: random.Random, props: dict[str, object], public: bool) -> tuple[dict[str, object], bool]:
+    choice = rng.randrange(3)
+    if choice == 0:
+        return {**props, "nid": -1}, public
+    if choice == 1:
+        return {k: v for k, v in props.items() if k != "type"}, public
+    return props, not public
+
+
+def region_copy(rng: random.Random, master: Image, key: str, owner: str, fate: str, ids: dict[str, str]) -> Image:
+    props = dict(master.user_properties)
+    for prop in ("kernel_id", "ramdisk_id"):
+        if prop in props:  # a copy points at the region's copy of the kernel/ramdisk (a stale id if absent)
+            props[prop] = ids.get(str(props[prop]), md5(f"{key}-gone-{props[prop]}"))
+    public, checksum, status, image_owner = master.is_public, master.checksum, "active", owner
+    if fate == "metadata":
+        props, public = changed_metadata(rng, props, public)
+    elif fate == "checksum":
+        checksum = rng.choice((*STALE, md5(f"{key}-{master.name}-patched")))
+    elif fate == "foreign":
+        image_owner = FOREIGN_TENANT
+    elif fate == "inactive":
+        status = rng.choice(("queued", "saving", "killed"))
+    elif fate == "stale_ami" and "kernel_id" in props:
+        props["kernel_id"] = new_id(rng)
+    return Image(master.name, ids[master.id], key, image_owner, public, checksum, master.size, status, props)
+
+
+def make_region(params: Params, key: str, master: list[Image]) -> list[Image]:
+    """The region's listing: copies of master images (per their fate) plus local images, shuffled."""
+    rng = random.Random(f"{params.seed}-{key}")
+    owner = OTHER_TENANT if key.startswith(f"{OTHER}:") else MASTER_TENANT
+    fates = {image.id: region_fate(rng) for image in master}
+    ids = {image.id: new_id(rng) for image in master if fates[image.id] != "missing"}
+    images = [region_copy(rng, m, key, owner, fates[m.id], ids) for m in master if fates[m.id] != "missing"]
+    for m in master:
+        if fates[m.id] == "duplicate":
+            dup = region_copy(rng, m, key, owner, "checksum", {m.id: new_id(rng)})
+            images.append(dup)
+    for n in range(len(master) // 30):
+        name = f"local-{key.replace(':', '-')}-{n:04d}"
+        images.append(Image(name, new_id(rng), key, owner, False, md5(name), 10**8, "active", {"type": "local"}))
+    rng.shuffle(images)
+    return images
+
+
+def write_region(folder: Path, key: str, images: list[Image]) -> None:
+    with open(folder / backup.backup_file_name(key), "w", newline="", encoding="utf-8") as stream:
+        backup.write_backup(images, stream)
+
+
+def generate(params: Params, workdir: Path) -> Path:
+    """The cloud folder for `params`, generated once (atomically) and reused afterwards."""
+    folder = workdir / params.folder_name()
+    if (folder / "COMPLETE").exists():
+        return folder
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / f".{params.folder_name()}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    start = time.perf_counter()
+    master = make_master(params)
+    write_region(tmp, MASTER_REGION, master)
+    for key in params.region_keys():
+        write_region(tmp, key, make_region(params, key, master))
+    (tmp / "COMPLETE").write_text(f"{params}\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    print(f"(generated {folder} in {time.perf_counter() - start:.1f} s)")
+    return folder
+
+
+# --- configuration -----------------------------------------------------------------------------------
+
+
+def make_config() -> SyncConfig:
+    master = TargetPolicy(
+        name="master",
+        tenant_id=MASTER_TENANT,
+        metadata_set=frozenset({"type", "nid"}),
+        dontupdate=DONTUPDATE,
+        replace=REPLACE,
+        rename=RENAME,
+    )
+    other = TargetPolicy(
+        name=OTHER,
+        tenant_id=OTHER_TENANT,
+        metadata_condition=OTHER_CONDITION,
+        metadata_set=frozenset({"type"}),
+        replace=frozenset({"any"}),
+    )
+    return SyncConfig(master_region=MASTER_REGION, targets={"master": master, OTHER: other})
+
+
+# --- the measured workloads ------------------------------------------------------------------------
+
+
+def csv_rows(folder: Path) -> int:
+    """Reference only: tokenise every CSV with csv.reader, no Images (what any CSV-based design pays)."""
+    rows = 0
+    for path in sorted(folder.glob("backup_*.csv")):
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            rows += sum(1 for _ in csv.reader(stream))
+    return rows
+
+
+def floor(folder: Path) -> int:
+    """Read every CSV of the folder into Images (dropped right away); returns the number of rows."""
+    rows = 0
+    for path in sorted(folder.glob("backup_*.csv")):
+        rows += len(backup.read_backup(path, path.name))
+    return rows
+
+
+def all_regions(engine: GlanceSync) -> list[str]:
+    return [region for target in engine.config.targets for region in engine.get_regions(target)]
+
+
+def product(folder: Path, config: SyncConfig) -> int:
+    """GlanceSync on a fresh FileCloud, then the status of every region; returns the number of pairs."""
+    engine = GlanceSync(config, FileCloud(folder), QuietReporter())
+    return sum(len(engine.region_status(region)) for region in all_regions(engine))
+
+
+def census(folder: Path, config: SyncConfig) -> Counter[str]:
+    """How many pairs have each status (untimed; shows that the data exercises every status)."""
+    engine = GlanceSync(config, FileCloud(folder), QuietReporter())
+    return Counter(s.status for region in all_regions(engine) for s in engine.region_status(region))
+
+
+@dataclass
+class Series:
+    """The timed runs of one workload: wall-clock seconds (what the goals use) and CPU seconds."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    count: int = 0
+
+    def run(self, work: Callable[[], int]) -> None:
+        """One cold run: no cached property parses, no garbage left by the previous run."""
+        backup._parse_properties.cache_clear()
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.count = work()
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+
+def measure(folder: Path, config: SyncConfig, runs: int) -> dict[str, Series]:
+    """Alternate the workloads run after run, so that machine noise affects them alike."""
+    workloads: dict[str, Callable[[], int]] = {
+        "csv": lambda: csv_rows(folder),
+        "floor": lambda: floor(folder),
+        "product": lambda: product(folder, config),
+    }
+    results = {name: Series() for name in workloads}
+    for _ in range(runs):
+        for name, work in workloads.items():
+            results[name].run(work)
+    return results
+
+
+def speed_check() -> float:
+    """Seconds for a 5,000,000-iteration loop (best of 3): compares machines, as the numbers scale with it."""
+
+    def loop() -> float:
+        start, total = time.perf_counter(), 0
+        for i in range(5_000_000):
+            total += i
+        return time.perf_counter() - start
+
+    return min(loop() for _ in range(3))
+
+
+def profile(folder: Path, config: SyncConfig, lines: int) -> None:
+    """cProfile of one product run: top functions by cumulative, then by own time (cProfile slows it ~2x)."""
+    backup._parse_properties.cache_clear()
+    gc.collect()
+    profiler = cProfile.Profile()
+    profiler.runcall(product, folder, config)
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(lines)
+    stats.sort_stats("tottime").print_stats(lines)
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+def print_header(params: Params, folder: Path, runs: int) -> None:
+    size = sum(p.stat().st_size for p in folder.glob("backup_*.csv"))
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print("GlanceSync plan benchmark (bench/plan.py)")
+    print(f"Python {python}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}")
+    print(f"Speed check: a 5,000,000-iteration Python loop takes {speed_check():.3f} s on this machine")
+    others = params.other_regions
+    print(
+        f"Cloud: {params.images:,} master images x {params.regions} regions "
+        f"({params.regions - others} master target + {others} '{OTHER}' target), seed {params.seed}"
+    )
+    print(f"Folder: {folder} ({size / 2**20:.0f} MB of CSV)")
+    print(f"Runs: {runs}, median reported, each on a fresh FileCloud with cold caches")
+
+
+def print_series(title: str, series: Series) -> None:
+    print(title)
+    print(f"        median {series.median:.3f} s (cpu {statistics.median(series.cpu):.3f} s)")
+    print(f"        runs:  {' '.join(f'{s:.3f}' for s in series.wall)}")
+
+
+def print_results(results: dict[str, Series]) -> None:
+    floor_s, product_s, pairs = results["floor"].median, results["product"].median, results["product"].count
+    ratio = product_s / floor_s
+    print()
+    print_series(f"floor   (read_backup of every CSV into Images, {results['floor'].count:,} rows)", results["floor"])
+    print_series("product (GlanceSync + region_status of every region)", results["product"])
+    print_series("for reference, csv.reader alone over every CSV (no Images)", results["csv"])
+    print()
+    print(f"ratio product/floor: {ratio:.2f}x")
+    print(f"pairs computed: {pairs:,}   pairs/s: {pairs / product_s:,.0f}")
+    print(f"goal product < {GOAL_SECONDS:g} s: {'PASS' if product_s < GOAL_SECONDS else 'FAIL'} ({product_s:.3f} s)")
+    print(f"goal ratio <= {GOAL_RATIO:g}x:  {'PASS' if ratio <= GOAL_RATIO else 'FAIL'} ({ratio:.2f}x)")
+
+
+def print_census(counts: Counter[str]) -> None:
+    print()
+    print("statuses: " + ", ".join(f"{status} {counts[status]:,}" for status in STATUSES))
+    missing = [status for status in STATUSES if not counts[status]]
+    if missing:
+        print(f"WARNING: statuses never produced: {', '.join(missing)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=20000, help="master images (default 20000)")
+    parser.add_argument("--regions", type=int, default=100, help="regions besides the master (default 100)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each workload (default 5)")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/glancesync-bench-plan"), help="cache folder")
+    parser.add_argument("--profile", type=int, metavar="N", default=0, help="also cProfile one run, top N lines")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    params = Params(args.images, args.regions, args.seed)
+    folder = generate(params, args.workdir)
+    config = make_config()
+    print_header(params, folder, args.runs)
+    print_results(measure(folder, config, args.runs))
+    print_census(census(folder, config))
+    if args.profile:
+        print()
+        profile(folder, config, args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
