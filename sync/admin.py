@@ -1,1 +1,231 @@
-"""Admin registrations for the sync app. None yet."""
+"""Admin of the configuration: targets (write-only password, effective values), regions, decisions, audit."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Max
+from django.utils.html import format_html
+
+from sync.engine.model import GlanceSyncError
+from sync.forms import TargetAdminForm
+from sync.models import (
+    OPTION_FIELDS,
+    AuditEntry,
+    ChecksumDecision,
+    Defaults,
+    MasterSettings,
+    Region,
+    Target,
+)
+
+
+def target_region_names(target: Target) -> tuple[list[str], str]:
+    """(bare region names with an image service, "") or ([], a message without any secret)."""
+    from sync.clouds import cloud_from_url
+
+    main = MasterSettings.load()
+    try:
+        session = cloud_from_url(main.cloud, main.images_dir or None).session(target.to_policy())
+        return sorted(session.region_names()), ""
+    except GlanceSyncError as error:
+        message = str(error)
+    except Exception as error:  # driver or network failure: its text may quote the request, never trust it
+        message = f"{type(error).__name__}: {error}"
+    if target.password:
+        message = message.replace(target.password, "***")
+    return [], message or "unknown error"
+
+
+def _changed(form) -> list[str]:
+    if hasattr(form, "changed_field_names"):
+        return form.changed_field_names()
+    return list(form.changed_data) if form is not None else []
+
+
+class AuditMixin:
+    """Writes an AuditEntry for every save and delete made in the admin (field names only, never values)."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        AuditEntry.record(request.user, obj, "change" if change else "create", _changed(form))
+
+    def delete_model(self, request, obj):
+        AuditEntry.record(request.user, obj, "delete")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            AuditEntry.record(request.user, obj, "delete")
+        super().delete_queryset(request, queryset)
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            instance = inline_form.instance
+            if isinstance(instance, ChecksumDecision) and not instance.pk and instance.created_by_id is None:
+                instance.created_by = request.user
+        formset.save()
+        for obj in formset.new_objects:
+            AuditEntry.record(request.user, obj, "create")
+        for obj, fields in formset.changed_objects:
+            AuditEntry.record(request.user, obj, "change", fields)
+        for obj in formset.deleted_objects:
+            AuditEntry.record(request.user, obj, "delete")
+
+
+class SingletonAdmin(AuditMixin, admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return not self.model.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RegionInline(admin.TabularInline):
+    model = Region
+    extra = 0
+    fields = ("name", "enabled", "position")
+
+
+class ChecksumDecisionInline(admin.TabularInline):
+    model = ChecksumDecision
+    extra = 0
+    fields = ("checksum", "action", "reason", "created_by", "created_at")
+    readonly_fields = ("created_by", "created_at")
+
+
+def _effective_display(field):
+    def display(self, obj):
+        if obj is None:
+            return "-"
+        source = obj.inherited_from(field) if obj.pk else "built-in"
+        value = obj.effective(field)
+        if value == "" or value is None:
+            value = "(empty)"
+        return format_html("{} <small>({})</small>", value, source)
+
+    display.short_description = f"effective {field.replace('_', ' ')}"
+    display.__name__ = f"effective_{field}"
+    return display
+
+
+@admin.register(Target)
+class TargetAdmin(AuditMixin, admin.ModelAdmin):
+    form = TargetAdminForm
+    inlines = (RegionInline, ChecksumDecisionInline)
+    list_display = ("name", "auth_url", "identity_api_version", "user", "password_state", "project_name")
+    search_fields = ("name", "auth_url", "user", "project_name")
+    readonly_fields = tuple(f"effective_{field}" for field in OPTION_FIELDS)
+    fieldsets = (
+        (None, {"fields": ("name",)}),
+        (
+            "Authentication",
+            {
+                "fields": (
+                    "auth_url",
+                    "identity_api_version",
+                    "user",
+                    "new_password",
+                    "clear_password",
+                    "project_name",
+                    "user_domain",
+                    "project_domain",
+                    "region_name",
+                    "cacert",
+                    "insecure",
+                    "clouds_yaml_cloud",
+                    "tenant_id",
+                )
+            },
+        ),
+        (
+            "Options (empty = inherited from Defaults, then the built-in default)",
+            {"fields": tuple(item for field in OPTION_FIELDS for item in (field, f"effective_{field}"))},
+        ),
+    )
+
+    actions = ("test_connection", "discover_regions")
+
+    @admin.display(description="password")
+    def password_state(self, obj):
+        return "set" if obj.password else "not set"
+
+    @admin.action(description="Test connection (authenticate and list image regions)")
+    def test_connection(self, request, queryset):
+        for target in queryset:
+            names, problem = target_region_names(target)
+            if problem:
+                self.message_user(request, f"{target.name}: failed: {problem}", messages.ERROR)
+            else:
+                shown = ", ".join(names) or "none"
+                self.message_user(request, f"{target.name}: OK, image regions: {shown}", messages.SUCCESS)
+
+    @admin.action(description="Discover regions (from the catalog, or the folder of a files: cloud)")
+    def discover_regions(self, request, queryset):
+        for target in queryset:
+            names, problem = target_region_names(target)
+            if problem:
+                self.message_user(request, f"{target.name}: failed: {problem}", messages.ERROR)
+                continue
+            with transaction.atomic():
+                known = set(target.regions.values_list("name", flat=True))
+                position = (Region.objects.aggregate(top=Max("position"))["top"] or 0) + 1
+                added = []
+                for name in names:
+                    if name not in known:
+                        region = Region.objects.create(target=target, name=name, position=position)
+                        AuditEntry.record(request.user, region, "create")
+                        added.append(name)
+                        position += 1
+            text = f"added {', '.join(added)}" if added else "no new region"
+            self.message_user(request, f"{target.name}: {text}", messages.SUCCESS)
+
+
+for _field in OPTION_FIELDS:
+    setattr(TargetAdmin, f"effective_{_field}", _effective_display(_field))
+
+
+@admin.register(Defaults)
+class DefaultsAdmin(SingletonAdmin):
+    fields = OPTION_FIELDS
+
+
+@admin.register(MasterSettings)
+class MasterSettingsAdmin(SingletonAdmin):
+    list_display = ("__str__", "master_region", "max_children", "default_dry_run", "cloud")
+
+
+@admin.register(Region)
+class RegionAdmin(AuditMixin, admin.ModelAdmin):
+    list_display = ("name", "target", "enabled", "position")
+    list_filter = ("target", "enabled")
+    list_editable = ("enabled", "position")
+
+
+@admin.register(ChecksumDecision)
+class ChecksumDecisionAdmin(AuditMixin, admin.ModelAdmin):
+    list_display = ("checksum", "action", "target", "created_by", "created_at")
+    list_filter = ("action", "target")
+    search_fields = ("checksum", "reason")
+    readonly_fields = ("created_by", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("when", "username", "action", "model", "object_repr", "changed_fields")
+    list_filter = ("action", "model")
+    search_fields = ("username", "object_repr")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,223 @@
+"""The configuration admin: pages, the write-only password, validation messages and the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+from django.urls import reverse
+
+from sync import crypto
+from sync.models import AuditEntry, ChecksumDecision, Defaults, MasterSettings, Region, Target
+
+pytestmark = pytest.mark.django_db
+SECRET = "Very-Secret-Pw-42"
+MD5 = "e4acfbc74750180ec2ef5d15d47fbf1b"
+
+
+@pytest.fixture(autouse=True)
+def fernet_key(monkeypatch):
+    monkeypatch.setenv(crypto.ENV_KEYS, Fernet.generate_key().decode())
+
+
+@pytest.fixture(autouse=True)
+def openstack_cloud():
+    MasterSettings.objects.create(master_region="Madrid", cloud="openstack")
+
+
+def target_data(**overrides):
+    data = {
+        "name": "partner",
+        "auth_url": "http://keystone:5000/v3",
+        "identity_api_version": "3",
+        "user": "sync",
+        "new_password": "",
+        "project_name": "proj",
+        "metadata_set": "type, nid",
+        "regions-TOTAL_FORMS": "0",
+        "regions-INITIAL_FORMS": "0",
+        "decisions-TOTAL_FORMS": "0",
+        "decisions-INITIAL_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_changelists_render(admin_client):
+    Target.objects.create(name="master", password=SECRET)
+    for model in ("target", "region", "checksumdecision", "defaults", "mastersettings", "auditentry"):
+        response = admin_client.get(reverse(f"admin:sync_{model}_changelist"))
+        assert response.status_code == 200, model
+        assert SECRET not in response.content.decode()
+
+
+def test_add_target_with_password_region_and_decision(admin_client, admin_user):
+    data = target_data(
+        new_password=SECRET,
+        **{
+            "regions-TOTAL_FORMS": "1",
+            "regions-0-name": "Lisbon",
+            "regions-0-enabled": "on",
+            "regions-0-position": "3",
+            "decisions-TOTAL_FORMS": "1",
+            "decisions-0-checksum": MD5,
+            "decisions-0-action": "rename",
+            "decisions-0-reason": "old build",
+        },
+    )
+    response = admin_client.post(reverse("admin:sync_target_add"), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    target = Target.objects.get(name="partner")
+    assert target.password == SECRET and target.metadata_set == "type, nid"
+    assert Region.objects.get(target=target).name == "Lisbon"
+    decision = ChecksumDecision.objects.get(target=target)
+    assert decision.created_by == admin_user
+    entries = AuditEntry.objects.all()
+    assert {(e.model, e.action) for e in entries} == {
+        ("target", "create"),
+        ("region", "create"),
+        ("checksumdecision", "create"),
+    }
+    target_entry = entries.get(model="target")
+    assert "password" in target_entry.changed_fields and target_entry.username == admin_user.username
+    assert SECRET not in str(list(AuditEntry.objects.values()))
+
+
+def test_change_page_never_shows_password_and_empty_keeps_it(admin_client):
+    target = Target.objects.create(name="partner", password=SECRET, user="sync")
+    url = reverse("admin:sync_target_change", args=[target.pk])
+    page = admin_client.get(url).content.decode()
+    assert SECRET not in page
+    assert target.__class__.objects.get(pk=target.pk).password == SECRET
+    assert "<strong>set</strong>" in page
+    assert "effective" in page and "built-in" in page
+    response = admin_client.post(url, target_data(user="other"))
+    assert response.status_code == 302
+    target.refresh_from_db()
+    assert target.password == SECRET and target.user == "other"
+    entry = AuditEntry.objects.get(model="target", action="change")
+    assert "user" in entry.changed_fields and "password" not in entry.changed_fields
+
+
+def test_change_and_clear_password(admin_client):
+    target = Target.objects.create(name="partner", password=SECRET)
+    url = reverse("admin:sync_target_change", args=[target.pk])
+    admin_client.post(url, target_data(new_password="new-one"))
+    target.refresh_from_db()
+    assert target.password == "new-one"
+    admin_client.post(url, target_data(clear_password="on"))
+    target.refresh_from_db()
+    assert target.password == ""
+    assert "<strong>not set</strong>" in admin_client.get(url).content.decode()
+    changes = [e.changed_fields for e in AuditEntry.objects.filter(model="target", action="change")]
+    assert len(changes) == 2 and all("password" in fields for fields in changes)
+
+
+def test_effective_value_from_defaults_shown(admin_client):
+    Defaults(obsolete_syncprops="deprecated").save()
+    target = Target.objects.create(name="partner")
+    page = admin_client.get(reverse("admin:sync_target_change", args=[target.pk])).content.decode()
+    assert "deprecated <small>(defaults)</small>" in page
+
+
+def test_bad_condition_message(admin_client):
+    response = admin_client.post(reverse("admin:sync_target_add"), target_data(metadata_condition="image.__class__"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "metadata_condition" in errors
+    assert not Target.objects.exists()
+
+
+def test_bad_checksum_message_and_nothing_saved(admin_client):
+    data = target_data(
+        **{"decisions-TOTAL_FORMS": "1", "decisions-0-checksum": "not-a-sum", "decisions-0-action": "rename"}
+    )
+    response = admin_client.post(reverse("admin:sync_target_add"), data)
+    assert response.status_code == 200
+    assert "is not a checksum" in response.content.decode()
+    assert not Target.objects.exists()
+
+
+def test_any_in_dontupdate_and_duplicate_checksum_refused(admin_client):
+    data = target_data(
+        **{
+            "decisions-TOTAL_FORMS": "2",
+            "decisions-0-checksum": MD5,
+            "decisions-0-action": "rename",
+            "decisions-1-checksum": MD5,
+            "decisions-1-action": "replace",
+        }
+    )
+    response = admin_client.post(reverse("admin:sync_target_add"), data)
+    assert response.status_code == 200 and not Target.objects.exists()
+    data = target_data(
+        **{"decisions-TOTAL_FORMS": "1", "decisions-0-checksum": "any", "decisions-0-action": "dontupdate"}
+    )
+    response = admin_client.post(reverse("admin:sync_target_add"), data)
+    assert "no meaning in dontupdate" in response.content.decode()
+
+
+def test_delete_is_audited(admin_client):
+    target = Target.objects.create(name="gone", password=SECRET)
+    response = admin_client.post(reverse("admin:sync_target_delete", args=[target.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert AuditEntry.objects.filter(model="target", action="delete", object_repr="gone").exists()
+
+
+def test_singletons_cannot_be_added_twice(admin_client):
+    Defaults.load().save()
+    assert admin_client.get(reverse("admin:sync_defaults_add")).status_code == 403
+    assert admin_client.get(reverse("admin:sync_mastersettings_add")).status_code == 403
+
+
+def test_defaults_and_master_settings_forms(admin_client):
+    MasterSettings.objects.all().delete()
+    response = admin_client.post(
+        reverse("admin:sync_mastersettings_add"),
+        {"master_region": "Madrid", "max_children": "0", "cloud": "s3:x", "images_dir": ""},
+    )
+    assert response.status_code == 200 and not MasterSettings.objects.exists()
+    errors = response.context["adminform"].form.errors
+    assert "max_children" in errors and "cloud" in errors
+    response = admin_client.post(
+        reverse("admin:sync_defaults_add"), {"metadata_condition": "image.size >", "metadata_set": "a, b, a"}
+    )
+    assert response.status_code == 200 and "metadata_condition" in response.context["adminform"].form.errors
+    response = admin_client.post(reverse("admin:sync_defaults_add"), {"metadata_set": " a, b, a "})
+    assert response.status_code == 302
+    assert Defaults.load().metadata_set == "a, b"
+    assert AuditEntry.objects.filter(model="defaults", action="create").exists()
+
+
+def action_messages(response) -> str:
+    assert SECRET not in response.content.decode()
+    return "\n".join(str(message) for message in response.context["messages"])
+
+
+def test_discover_regions_and_test_connection_on_files_cloud(admin_client, tmp_path):
+    for name in ("Madrid", "Bilbao", "partner:Lisbon"):
+        (tmp_path / f"backup_{name}.csv").write_text("")
+    MasterSettings.objects.filter(pk=1).update(cloud=f"files:{tmp_path}")
+    master = Target.objects.create(name="master", password=SECRET)
+    Region.objects.create(target=master, name="Madrid", position=4)
+    partner = Target.objects.create(name="partner")
+    url = reverse("admin:sync_target_changelist")
+    data = {"action": "discover_regions", "_selected_action": [master.pk, partner.pk]}
+    page = action_messages(admin_client.post(url, data, follow=True))
+    assert "master: added Bilbao" in page and "partner: added Lisbon" in page
+    assert [r.fullname for r in Region.objects.all()] == ["Madrid", "Bilbao", "partner:Lisbon"]
+    assert AuditEntry.objects.filter(model="region", action="create").count() == 2
+    page = action_messages(admin_client.post(url, data, follow=True))
+    assert "master: no new region" in page
+    data["action"] = "test_connection"
+    page = action_messages(admin_client.post(url, data, follow=True))
+    assert "master: OK, image regions: Bilbao, Madrid" in page and SECRET not in page
+
+
+def test_connection_failure_message_has_no_secret(admin_client):
+    target = Target.objects.create(
+        name="master", password=SECRET, auth_url="http://127.0.0.1:9/v3", user="u", project_name="p"
+    )
+    url = reverse("admin:sync_target_changelist")
+    data = {"action": "test_connection", "_selected_action": [target.pk]}
+    page = action_messages(admin_client.post(url, data, follow=True))
+    assert "master: failed:" in page and SECRET not in page
