@@ -201,3 +201,23 @@ def test_it_exits_non_zero_without_a_traceback(case):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "unknown region 'Mars'" in done.stderr
+
+
+@pytest.mark.django_db
+def test_without_a_config_file_or_database_configuration_it_uses_the_original_lookup(case, monkeypatch):
+    monkeypatch.setenv("GLANCESYNC_CONFIG", str(case["config"]))
+    out = io.StringIO()
+    call_command("glancesync", "--cloud", f"files:{case['cloud']}", "--show-status", "Burgos", stdout=out)
+    assert out.getvalue().startswith("ok,Burgos,image01")
+
+
+@pytest.mark.django_db
+def test_database_configuration_takes_overrides(case, settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+    call_command("import_glancesync_conf", str(case["config"]), stdout=io.StringIO())
+    out = io.StringIO()
+    args = ["--cloud", f"files:{case['cloud']}", "--show-status", "Burgos", "--config", "master.metadata_set=nothing"]
+    call_command("glancesync", *args, stdout=out)
+    assert out.getvalue() == ""
+    call_command("glancesync", *args[:-2], stdout=out)
+    assert out.getvalue().startswith("ok,Burgos,image01")

@@ -115,8 +115,9 @@ def state_differences(expected: dict, got: dict) -> list[str]:
 class Cli:
     """`manage.py glancesync --config-file CASE/config --cloud files:SCRATCH ...`, in-process."""
 
-    def __init__(self, case: Path, scratch: Path) -> None:
-        self.base = ["--config-file", str(case / "config"), "--cloud", f"files:{scratch}"]
+    def __init__(self, case: Path, scratch: Path, from_database: bool = False) -> None:
+        config = [] if from_database else ["--config-file", str(case / "config")]
+        self.base = [*config, "--cloud", f"files:{scratch}"]
 
     def __call__(self, *args: str) -> tuple[str, str | None]:
         """(stdout, None) on success, (stdout, error message) when the command fails."""
@@ -138,10 +139,10 @@ def scratch_cloud(case: Path, tmp_path: Path) -> Path:
     return cloud
 
 
-def judge(case: Path, tmp_path: Path) -> list[str]:
+def judge(case: Path, tmp_path: Path, from_database: bool = False) -> list[str]:
     regions = (case / "regions").read_text().split()
     cloud = scratch_cloud(case, tmp_path)
-    cli = Cli(case, cloud)
+    cli = Cli(case, cloud, from_database)
     problems = []
     for phase in ("status_pre", "sync", "status_post"):
         if phase == "sync":
@@ -170,6 +171,16 @@ def scratch(tmp_path, monkeypatch):
 @pytest.mark.parametrize("case", case_params())
 def test_scenario(case, scratch):
     problems = judge(case, scratch)
+    assert not problems, f"case {case.name}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", case_params())
+def test_scenario_with_its_config_imported_into_the_database(case, scratch, settings):
+    """`manage.py glancesync` without --config-file reads the configuration from the database."""
+    settings.DATA_DIR = scratch / "data"  # the Fernet key file of the imported passwords
+    call_command("import_glancesync_conf", str(case / "config"), stdout=io.StringIO())
+    problems = judge(case, scratch, from_database=True)
     assert not problems, f"case {case.name}:\n  " + "\n  ".join(problems)
 
 

@@ -310,6 +310,7 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
     *,
     text: str | None = None,
+    text_source: str = "<text>",
     require_credentials: bool = True,
 ) -> SyncConfig:
     """Read the engine configuration (spec §1).
@@ -320,7 +321,7 @@ def load_config(
     """
     parser = _new_parser()
     if text is not None:
-        source = "<text>"
+        source = text_source
         _read(parser, text, source)
     else:
         file_path, origin = _choose_source(path, environ)

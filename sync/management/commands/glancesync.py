@@ -9,13 +9,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from sync.clouds import cloud_from_url
+from sync.dbconfig import load_db_config, render
 from sync.engine.config import load_config, parse_override_items
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import GlanceSyncError, SyncConfig
 from sync.engine.regions import build_region_list, parse_region
 from sync.engine.reporter import CLIENT_LOGGER, Reporter
+from sync.models import MasterSettings
 
 DEFAULT_CLOUD = "openstack"
 
@@ -56,7 +59,9 @@ class Command(BaseCommand):
             default=[],
             help="override configuration: key=value (every section) or section.key=value",
         )
-        parser.add_argument("--config-file", metavar="PATH", help="a legacy glancesync.conf")
+        parser.add_argument(
+            "--config-file", metavar="PATH", help="a legacy glancesync.conf (default: the database configuration)"
+        )
         parser.add_argument(
             "--cloud",
             metavar="URL",
@@ -76,12 +81,7 @@ class Command(BaseCommand):
     def _run(self, options) -> None:
         log_stream = self.stderr if options["show_status"] else self.stdout
         reporter = Reporter(_client_logger(log_stream))
-        cloud_url = options["cloud"] or os.environ.get("GLANCESYNC_CLOUD") or DEFAULT_CLOUD
-        config = load_config(
-            options["config_file"],
-            parse_override_items(options["config"]),
-            require_credentials=not cloud_url.startswith("files:"),
-        )
+        config, cloud_url = _configuration(options)
         cloud = cloud_from_url(cloud_url, images_dir=config.images_dir)
         engine = GlanceSync(config, cloud, reporter)
         regions = build_region_list(options["regions"], config, engine.region_names)
@@ -175,6 +175,34 @@ class Command(BaseCommand):
                     failed.append(region)
         self.stdout.write("All is done.")
         return failed
+
+
+def _configuration(options) -> tuple[SyncConfig, str]:
+    """The configuration and the cloud URL: from --config-file, else from the database once a master region
+    is set there, else from the original's lookup ($GLANCESYNC_CONFIG, /etc/glancesync.conf, OS_* variables).
+
+    The database configuration goes through its legacy-file rendering so that --config overrides apply with
+    exactly the original's rules (un-namespaced keys act as [DEFAULT], section.key sets one section).
+    """
+    overrides = parse_override_items(options["config"])
+    cloud_url = options["cloud"] or os.environ.get("GLANCESYNC_CLOUD")
+    if options["config_file"] is None and _database_configured():
+        cloud_url = cloud_url or MasterSettings.load().cloud or DEFAULT_CLOUD
+        text = render(load_db_config(), include_passwords=True)  # in memory only; never written or shown
+        files = cloud_url.startswith("files:")
+        return load_config(
+            text=text, text_source="database", overrides=overrides, require_credentials=not files
+        ), cloud_url
+    cloud_url = cloud_url or DEFAULT_CLOUD
+    files = cloud_url.startswith("files:")
+    return load_config(options["config_file"], overrides, require_credentials=not files), cloud_url
+
+
+def _database_configured() -> bool:
+    try:
+        return bool(MasterSettings.objects.exclude(master_region="").exists())
+    except DatabaseError:  # not migrated yet: the CLI still works from files and the environment
+        return False
 
 
 def _client_logger(stream) -> logging.Logger:
