@@ -195,10 +195,16 @@ def _apply_overrides(parser: configparser.ConfigParser, overrides: Iterable[tupl
 
 
 def _decode_password(reader: _Reader, section: str, encoded: str) -> str:
+    # Lenient like Python 2's decodestring, which gave raw bytes: missing padding is tolerated, and bytes that
+    # are not UTF-8 (the seed README's sample password) are kept one character per byte.
     try:
-        return base64.b64decode(encoded).decode("utf-8")  # lenient like Python 2's decodestring
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
     except (binascii.Error, ValueError):
         raise reader.error(section, "credential", "the password (2nd field) is not valid base64") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _credential(reader: _Reader, section: str) -> dict[str, str] | None:
