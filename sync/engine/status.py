@@ -75,23 +75,33 @@ def checksum_status(checksum: str | None, target: TargetPolicy) -> str:
 
 
 def metadata_differs(region: Image, master: Image, metadata_set: frozenset[str]) -> bool:
-    """Visibility or a synchronised property differs (spec §4.2 B.2-3; kernel/ramdisk values excluded)."""
+    """Visibility or a synchronised property differs (spec §4.2 B.2-3; kernel/ramdisk values excluded).
+
+    Plain loops rather than any(generator): this runs for every (region, image) pair of every region.
+    """
     if region.is_public != master.is_public:
         return True
     rprops, mprops = region.user_properties, master.user_properties
     if metadata_set:
-        if any(rprops.get(p) != mprops.get(p) for p in metadata_set if p not in AMI_PROPERTIES):
-            return True
-        return any((p in rprops) != (p in mprops) for p in AMI_PROPERTIES)
+        for prop in metadata_set:
+            if prop not in AMI_PROPERTIES and rprops.get(prop) != mprops.get(prop):
+                return True
+        # kernel/ramdisk values are region UUIDs (the AMI check compares them); only their presence counts here
+        return ("kernel_id" in rprops) != ("kernel_id" in mprops) or ("ramdisk_id" in rprops) != (
+            "ramdisk_id" in mprops
+        )
     if len(rprops) != len(mprops):
         return True
-    return any(mprops.get(p) != v for p, v in rprops.items() if p not in AMI_PROPERTIES)
+    return any(prop not in AMI_PROPERTIES and mprops.get(prop) != value for prop, value in rprops.items())
+
+
+def _has_ami_reference(props: dict) -> bool:
+    return "kernel_id" in props or "ramdisk_id" in props
 
 
 def ami_state(region: Image, master: Image, found: dict[str, Image], pending: set[str]) -> str:
     """`ready`, `update`, `pending` or `missing` for the kernel/ramdisk references (spec §4.3)."""
-    rprops, mprops = region.user_properties, master.user_properties
-    if not any(p in rprops or p in mprops for p in AMI_PROPERTIES):
+    if not _has_ami_reference(region.user_properties) and not _has_ami_reference(master.user_properties):
         return "ready"  # the common case, checked first: this runs for every (region, image) pair
     states = {_ami_property_state(p, region, master, found, pending) for p in AMI_PROPERTIES}
     for state in ("missing", "pending", "update"):
