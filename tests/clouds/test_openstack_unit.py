@@ -121,3 +121,28 @@ def test_read_ahead_stops_reading_when_the_consumer_gives_up():
     chunks.close()
     time.sleep(0.5)
     assert len(produced) < 10, "the reader must not run on after the upload stopped"
+
+
+def test_a_listing_slower_than_list_images_timeout_fails_the_region(monkeypatch):
+    from sync.clouds.openstack import OpenStackTargetSession
+    from sync.engine.model import TargetPolicy
+
+    session = OpenStackTargetSession(TargetPolicy(name="other", list_images_timeout=1))
+    monkeypatch.setattr(session, "_list_raw", lambda region: time.sleep(3) or [])
+    started = time.monotonic()
+    with pytest.raises(GlanceSyncError, match=r"^other:Madrid: Timeout while retrieving image list\.$"):
+        session.list_images("Madrid")
+    assert time.monotonic() - started < 2.5, "the timeout must not wait for the stuck listing"
+
+
+def test_a_failed_listing_names_the_region_and_the_cause(monkeypatch):
+    from sync.clouds.openstack import OpenStackTargetSession
+    from sync.engine.model import TargetPolicy
+
+    def refuse(region):
+        raise ConnectionRefusedError("connection refused")
+
+    session = OpenStackTargetSession(TargetPolicy(name="master"))
+    monkeypatch.setattr(session, "_list_raw", refuse)
+    with pytest.raises(GlanceSyncError, match="^Madrid: Error retrieving image list. Cause: ConnectionRefusedError"):
+        session.list_images("Madrid")
