@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import base64
 
-from sync.engine.config import ConfigError
+from django.db import DatabaseError
+
+from sync.engine.config import ConfigError, load_config
 from sync.engine.model import SyncConfig, TargetPolicy
 from sync.models import Defaults, MasterSettings, Region, Target
+
+
+def database_configured() -> bool:
+    """True once a master region is set in the database (then it, not a legacy file, is the configuration)."""
+    try:
+        return MasterSettings.objects.exclude(master_region="").exists()
+    except DatabaseError:  # not migrated yet: the CLI and the console still work from files and the environment
+        return False
+
+
+def load_db_config_with(overrides: list[tuple[str, str]], require_credentials: bool) -> SyncConfig:
+    """The database configuration with `--config` overrides applied by the original's rules: it goes through
+    its legacy-file rendering (in memory only; never written or shown), so un-namespaced keys act as [DEFAULT]
+    and section.key sets one section, exactly as with a file."""
+    text = render(load_db_config(), include_passwords=True)
+    return load_config(text=text, text_source="database", overrides=overrides, require_credentials=require_credentials)
 
 
 def load_db_config() -> SyncConfig:

@@ -10,12 +10,14 @@ from django.http import Http404
 from django.shortcuts import render
 
 from sync.clouds import FILES_SCHEME, cloud_from_url
+from sync.dbconfig import database_configured, load_db_config_with
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import STATUSES, GlanceSyncError, Image, SyncConfig
 from sync.engine.regions import parse_region
 from sync.engine.reporter import RecordingReporter
 from sync.engine.selection import is_foreign
+from sync.models import MasterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +51,18 @@ class ConsoleError(Exception):
 
 
 def build_engine(reporter: RecordingReporter | None = None) -> GlanceSync:
-    """The engine for settings.GLANCESYNC_CONFIG_FILE and settings.GLANCESYNC_CLOUD, built per request.
-
-    Moves to the models once targets live in the database.
-    """
-    cloud_url = settings.GLANCESYNC_CLOUD
+    """The engine, built per request: from the database configuration once it has a master region (its cloud
+    from the master settings), else from settings.GLANCESYNC_CONFIG_FILE and settings.GLANCESYNC_CLOUD."""
     config: SyncConfig | None = None
     try:
-        cloud = cloud_from_url(cloud_url)
-        config = load_config(
-            settings.GLANCESYNC_CONFIG_FILE,
-            require_credentials=not cloud_url.startswith(FILES_SCHEME),
-        )
+        if database_configured():
+            cloud_url = MasterSettings.load().cloud or settings.GLANCESYNC_CLOUD
+            config = load_db_config_with([], require_credentials=not cloud_url.startswith(FILES_SCHEME))
+        else:
+            cloud_url = settings.GLANCESYNC_CLOUD
+            files = cloud_url.startswith(FILES_SCHEME)
+            config = load_config(settings.GLANCESYNC_CONFIG_FILE, require_credentials=not files)
+        cloud = cloud_from_url(cloud_url, images_dir=config.images_dir)
         return GlanceSync(config, cloud, reporter or RecordingReporter())
     except Exception as error:
         raise ConsoleError(_safe_message(error, config)) from error

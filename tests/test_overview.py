@@ -20,6 +20,8 @@ DEMO = ROOT / "sync" / "demo"
 DEMO_CONFIG = DEMO / "glancesync.conf"
 REGIONS = ["Bilbao", "Malaga", "Sevilla", "Valencia", "Zaragoza", "partner:Lisbon", "partner:Porto"]
 
+pytestmark = pytest.mark.django_db  # the pages look for a configuration in the database first
+
 
 @pytest.fixture
 def cloud(tmp_path, settings):
@@ -215,8 +217,22 @@ def test_it_hides_a_password_quoted_by_an_unexpected_error(client, cloud, monkey
         def session(self, target):
             raise RuntimeError(f"cannot log in as {target.user} with {target.password}")
 
-    monkeypatch.setattr("sync.views.cloud_from_url", lambda url: LeakyCloud())
+    monkeypatch.setattr("sync.views.cloud_from_url", lambda url, images_dir=None: LeakyCloud())
     response, html = get(client, "/")
     assert response.status_code == 503
     assert "RuntimeError: cannot log in as glancesync with ********" in html
     assert_no_secret(html)
+
+
+def test_it_reads_the_database_configuration_once_it_has_a_master_region(client, cloud, settings, tmp_path):
+    from django.core.management import call_command
+
+    from sync.models import MasterSettings
+
+    settings.DATA_DIR = tmp_path / "data"
+    call_command("import_glancesync_conf", str(DEMO_CONFIG), stdout=None)
+    MasterSettings.objects.filter(pk=1).update(cloud=f"files:{cloud}", master_region="Madrid")
+    settings.GLANCESYNC_CONFIG_FILE = str(tmp_path / "no-such.conf")  # proves the file is not read
+    response = client.get(reverse("sync:overview"))
+    assert response.status_code == 200
+    assert all(region in response.content.decode() for region in REGIONS)

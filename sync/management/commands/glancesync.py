@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
 
 from sync.clouds import cloud_from_url
-from sync.dbconfig import load_db_config, render
+from sync.dbconfig import database_configured, load_db_config_with
 from sync.engine.config import load_config, parse_override_items
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import GlanceSyncError, SyncConfig
@@ -179,30 +178,15 @@ class Command(BaseCommand):
 
 def _configuration(options) -> tuple[SyncConfig, str]:
     """The configuration and the cloud URL: from --config-file, else from the database once a master region
-    is set there, else from the original's lookup ($GLANCESYNC_CONFIG, /etc/glancesync.conf, OS_* variables).
-
-    The database configuration goes through its legacy-file rendering so that --config overrides apply with
-    exactly the original's rules (un-namespaced keys act as [DEFAULT], section.key sets one section).
-    """
+    is set there, else from the original's lookup ($GLANCESYNC_CONFIG, /etc/glancesync.conf, OS_* variables)."""
     overrides = parse_override_items(options["config"])
     cloud_url = options["cloud"] or os.environ.get("GLANCESYNC_CLOUD")
-    if options["config_file"] is None and _database_configured():
+    if options["config_file"] is None and database_configured():
         cloud_url = cloud_url or MasterSettings.load().cloud or DEFAULT_CLOUD
-        text = render(load_db_config(), include_passwords=True)  # in memory only; never written or shown
-        files = cloud_url.startswith("files:")
-        return load_config(
-            text=text, text_source="database", overrides=overrides, require_credentials=not files
-        ), cloud_url
+        return load_db_config_with(overrides, require_credentials=not cloud_url.startswith("files:")), cloud_url
     cloud_url = cloud_url or DEFAULT_CLOUD
     files = cloud_url.startswith("files:")
     return load_config(options["config_file"], overrides, require_credentials=not files), cloud_url
-
-
-def _database_configured() -> bool:
-    try:
-        return bool(MasterSettings.objects.exclude(master_region="").exists())
-    except DatabaseError:  # not migrated yet: the CLI still works from files and the environment
-        return False
 
 
 def _client_logger(stream) -> logging.Logger:
