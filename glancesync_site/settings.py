@@ -145,15 +145,18 @@ STATIC_ROOT = DATA_DIR / "static"
 
 # --- Background tasks (django-q2) ------------------------------------------------------------------------
 
+# A region's sync can upload for hours: the task timeout is a generous backstop, and a dead worker is
+# detected by its lease instead (GLANCESYNC_LEASE_SECONDS). `retry` exceeds `timeout` so the ORM broker
+# never hands a task still running to a second worker; a task delivered twice is a no-op anyway.
+_TASK_TIMEOUT = env_int("GLANCESYNC_TASK_TIMEOUT", 24 * 3600)
 Q_CLUSTER = {
     "name": "glancesync",
     "orm": "default",
-    "workers": 2,
-    # A sync of large images can take long; `retry` must exceed `timeout` or a slow task is started twice.
-    "timeout": 3600,
-    "retry": 4000,
+    "workers": env_int("GLANCESYNC_WORKERS", 4),
+    "timeout": _TASK_TIMEOUT,
+    "retry": _TASK_TIMEOUT + 600,
     "max_attempts": 1,
-    "catch_up": False,
+    "catch_up": False,  # a cluster that was down fires a missed schedule once, not once per missed slot
 }
 _REDIS_URL = env_str("GLANCESYNC_REDIS_URL")
 if _REDIS_URL:
@@ -161,6 +164,9 @@ if _REDIS_URL:
     Q_CLUSTER["redis"] = _REDIS_URL
 
 # --- GlanceSync ------------------------------------------------------------------------------------------
+
+# How long a region stays locked after its worker's last heartbeat (renewed every quarter of it).
+GLANCESYNC_LEASE_SECONDS = env_int("GLANCESYNC_LEASE_SECONDS", 60)
 
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")

@@ -384,3 +384,156 @@ class AuditEntry(models.Model):
             action=action,
             changed_fields=sorted(set(changed_fields)),
         )
+
+
+# -- background runs (issue #5) ------------------------------------------------------------------------------
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES = (RunState.DONE, RunState.FAILED, RunState.INTERRUPTED, RunState.CANCELLED)
+
+
+class SyncRun(models.Model):
+    """One request to sync (or dry-run) some regions; each region is a RegionRun, run as its own task."""
+
+    class Trigger(models.TextChoices):
+        CONSOLE = "console"
+        CLI = "cli"
+        SCHEDULE = "schedule"
+        API = "api"
+
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    started_by = models.CharField(max_length=200, blank=True, help_text="User name, or the schedule's name.")
+    regions = models.JSONField(default=list, help_text="The regions asked for, as target:Region full names.")
+    dry_run = models.BooleanField(default=False)
+    max_children = models.PositiveIntegerField(default=1, help_text="Regions of this run that may sync at once.")
+    state = models.CharField(max_length=12, choices=RunState.choices, default=RunState.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        kind = "dry-run" if self.dry_run else "sync"
+        return f"Run #{self.pk} ({kind}, {self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+class RegionRun(models.Model):
+    """One region of a SyncRun: its state, counters, progress and log, written by the task that syncs it."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="region_runs")
+    region = models.CharField(max_length=255, help_text="target:Region full name (master's regions: Region).")
+    position = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=12, choices=RunState.choices, default=RunState.QUEUED)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="When its task was enqueued.")
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    metadata_updates = models.PositiveIntegerField(default=0)
+    uploads = models.PositiveIntegerField(default=0)
+    replaces = models.PositiveIntegerField(default=0)
+    renames = models.PositiveIntegerField(default=0)
+    obsolete_updates = models.PositiveIntegerField(default=0)
+    warnings = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    images_done = models.PositiveIntegerField(default=0)
+    images_total = models.PositiveIntegerField(default=0)
+    current_image = models.CharField(max_length=255, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the region stopped, if it did.")
+
+    class Meta:
+        ordering = ["run", "position", "id"]
+        indexes = [models.Index(fields=["region", "state"]), models.Index(fields=["state", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.region} in run #{self.run_id} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+class RegionLock(models.Model):
+    """At most one RegionRun syncs a region at a time: a lease taken by compare-and-set, renewed by a
+    heartbeat, and free again once it expires (a killed worker cannot keep a region locked)."""
+
+    region = models.CharField(max_length=255, unique=True)
+    holder = models.ForeignKey(RegionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lock of {self.region}"
+
+
+class RegionSnapshot(models.Model):
+    """When the statuses of a region were last computed, and why not if that failed."""
+
+    region = models.CharField(max_length=255, unique=True)
+    target = models.CharField(max_length=100)
+    computed_at = models.DateTimeField()
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["region"]
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.region}"
+
+
+class ImageState(models.Model):
+    """The latest known status of one master image in one region; the dashboard renders from these rows."""
+
+    region = models.CharField(max_length=255)
+    image_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=24)
+    master_id = models.CharField(max_length=255, blank=True)
+    master_checksum = models.CharField(max_length=255, blank=True)
+    region_image_id = models.CharField(max_length=255, blank=True)
+    region_checksum = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField(default=0)
+    position = models.PositiveIntegerField(default=0, help_text="The engine's (size, name) order.")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["region", "position"]
+        constraints = [models.UniqueConstraint(fields=["region", "image_name"], name="one_state_per_region_image")]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_name} in {self.region}: {self.status}"
+
+
+class StatusRefresh(models.Model):
+    """One status refresh: when, how many regions, and why it failed as a whole (configuration, master)."""
+
+    finished_at = models.DateTimeField(auto_now_add=True)
+    master_region = models.CharField(max_length=255, blank=True)
+    regions = models.PositiveIntegerField(default=0)
+    failed_regions = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-finished_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"status refresh of {self.finished_at:%Y-%m-%d %H:%M}"

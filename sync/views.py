@@ -1,25 +1,18 @@
-"""Read-only pages of the console: the status of every region, and of every image of one region."""
+"""Read-only pages of the console, rendered from the status snapshot (ImageState) and the run history.
+
+They never call a cloud: the status refresh task and every run keep the snapshot up to date.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
+from collections import Counter, defaultdict
 
-from django.conf import settings
+from django.db.models import Count, Max
 from django.http import Http404
 from django.shortcuts import render
 
-from sync.clouds import FILES_SCHEME, cloud_from_url
-from sync.dbconfig import database_configured, load_db_config_with
-from sync.engine.config import load_config
-from sync.engine.glancesync import GlanceSync
-from sync.engine.model import STATUSES, GlanceSyncError, Image, SyncConfig
-from sync.engine.regions import parse_region
-from sync.engine.reporter import RecordingReporter
-from sync.engine.selection import is_foreign
-from sync.models import MasterSettings
-
-logger = logging.getLogger(__name__)
+from sync.engine.model import STATUSES
+from sync.models import ImageState, RegionRun, RegionSnapshot, StatusRefresh
 
 # Bootstrap colour of each status badge; the badge always shows the status name too.
 STATUS_STYLES = {
@@ -46,44 +39,6 @@ STATUS_HELP = {
 }
 
 
-class ConsoleError(Exception):
-    """The configuration or the cloud cannot be read; the message is safe to show."""
-
-
-def build_engine(reporter: RecordingReporter | None = None) -> GlanceSync:
-    """The engine, built per request: from the database configuration once it has a master region (its cloud
-    from the master settings), else from settings.GLANCESYNC_CONFIG_FILE and settings.GLANCESYNC_CLOUD."""
-    config: SyncConfig | None = None
-    try:
-        if database_configured():
-            cloud_url = MasterSettings.load().cloud or settings.GLANCESYNC_CLOUD
-            config = load_db_config_with([], require_credentials=not cloud_url.startswith(FILES_SCHEME))
-        else:
-            cloud_url = settings.GLANCESYNC_CLOUD
-            files = cloud_url.startswith(FILES_SCHEME)
-            config = load_config(settings.GLANCESYNC_CONFIG_FILE, require_credentials=not files)
-        cloud = cloud_from_url(cloud_url, images_dir=config.images_dir)
-        return GlanceSync(config, cloud, reporter or RecordingReporter())
-    except Exception as error:
-        raise ConsoleError(_safe_message(error, config)) from error
-
-
-def _safe_message(error: Exception, config: SyncConfig | None) -> str:
-    """One line for the page: engine errors as they are, others with their type; never a password."""
-    message = str(error) if isinstance(error, GlanceSyncError) else f"{type(error).__name__}: {error}"
-    for target in config.targets.values() if config else ():
-        if target.password:
-            message = message.replace(target.password, "********")
-    if not isinstance(error, GlanceSyncError):  # unexpected: the traceback (which may quote secrets) only in DEBUG
-        logger.error("Console cannot read the cloud: %s", message, exc_info=logger.isEnabledFor(logging.DEBUG))
-    return message
-
-
-def _unavailable(request, message: str):
-    context = {"error": message, "cloud": settings.GLANCESYNC_CLOUD, "config_file": settings.GLANCESYNC_CONFIG_FILE}
-    return render(request, "sync/unavailable.html", context, status=503)
-
-
 def _cells(counts: Counter) -> list[tuple[str, int, str]]:
     return [(status, counts[status], STATUS_STYLES[status]) for status in STATUSES]
 
@@ -92,31 +47,38 @@ def _legend(statuses) -> list[tuple[str, str, str]]:
     return [(status, STATUS_STYLES[status], STATUS_HELP[status]) for status in statuses]
 
 
+def _last_runs(regions: list[str]) -> dict[str, RegionRun]:
+    last_ids = RegionRun.objects.filter(region__in=regions).values("region").annotate(last=Max("id"))
+    runs = RegionRun.objects.filter(pk__in=[row["last"] for row in last_ids]).select_related("run")
+    return {run.region: run for run in runs}
+
+
 def overview(request):
     """One row per region of every target, with the number of master images in each status."""
-    try:
-        engine = build_engine()
-    except ConsoleError as error:
-        return _unavailable(request, str(error))
-    try:
-        targets = ["master"] + [t for t in engine.config.targets if t != "master"]
-        regions = [(target, region) for target in targets for region in engine.get_regions(target)]
-    except Exception as error:
-        return _unavailable(request, _safe_message(error, engine.config))
+    refresh = StatusRefresh.objects.first()
+    master_region = refresh.master_region if refresh else ""
+    snapshots = sorted(RegionSnapshot.objects.all(), key=lambda s: (s.region != master_region, s.target != "master"))
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for row in ImageState.objects.values("region", "status").annotate(n=Count("id")):
+        counts[row["region"]][row["status"]] = row["n"]
+    last_runs = _last_runs([s.region for s in snapshots])
     rows, totals = [], Counter()
-    for target, region in regions:
-        row = {"target": target, "region": region, "error": None}
-        try:
-            counts = Counter(entry.status for entry in engine.region_status(region))
-        except Exception as error:  # one unreadable region does not hide the others
-            row["error"] = _safe_message(error, engine.config)
-        else:
-            totals.update(counts)
-            row.update(cells=_cells(counts), total=sum(counts.values()))
-        rows.append(row)
+    for snapshot in snapshots:
+        region_counts = counts[snapshot.region]
+        if snapshot.region != master_region:
+            totals.update(region_counts)
+        rows.append(
+            {
+                "snapshot": snapshot,
+                "master": snapshot.region == master_region,
+                "cells": _cells(region_counts),
+                "total": sum(region_counts.values()),
+                "last_run": last_runs.get(snapshot.region),
+            }
+        )
     context = {
-        "master_region": engine.config.master_region,
-        "master_images": len(engine.master),
+        "refresh": refresh,
+        "master_region": master_region,
         "rows": rows,
         "legend": _legend(STATUSES),
         "totals": _cells(totals),
@@ -126,49 +88,19 @@ def overview(request):
 
 
 def region_detail(request, region: str):
-    """Every synchronisable master image with its status in one region, then the region's other images."""
-    reporter = RecordingReporter()
-    try:
-        engine = build_engine(reporter)
-    except ConsoleError as error:
-        return _unavailable(request, str(error))
-    try:
-        ref = parse_region(region, engine.config)
-        names = engine.region_names(ref.target)
-    except GlanceSyncError as error:
-        raise Http404(str(error)) from None
-    except Exception as error:
-        return _unavailable(request, _safe_message(error, engine.config))
-    if ref.name not in names:
+    """Every synchronisable master image with its latest known status in one region, and the region's runs."""
+    snapshot = RegionSnapshot.objects.filter(region=region).first()
+    if snapshot is None:
         raise Http404(f"unknown region {region}")
-    seen = len(reporter.records)
-    try:
-        statuses = engine.region_status(ref)
-        listing = engine.session(ref.target).list_images(ref.name)
-        tenant_id = engine.tenant_id(ref.target)
-    except Exception as error:
-        return _unavailable(request, _safe_message(error, engine.config))
-    matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
+    states = list(ImageState.objects.filter(region=region).order_by("position"))
+    images = [{"state": s, "style": STATUS_STYLES[s.status], "help": STATUS_HELP[s.status]} for s in states]
+    found = Counter(state.status for state in states)
     context = {
-        "region": ref.fullname,
-        "target": ref.target,
-        "images": [
-            {"entry": entry, "style": STATUS_STYLES[entry.status], "help": STATUS_HELP[entry.status]}
-            for entry in statuses
-        ],
-        "summary": [cell for cell in _cells(Counter(e.status for e in statuses)) if cell[1]],
-        "legend": _legend([s for s in STATUSES if any(e.status == s for e in statuses)]),
-        "others": [_other_image(image, tenant_id) for image in listing if image.id not in matched],
-        "warnings": [message for _, message in reporter.records[seen:]],
+        "snapshot": snapshot,
+        "region": region,
+        "images": images,
+        "summary": [cell for cell in _cells(found) if cell[1]],
+        "legend": _legend([status for status in STATUSES if found[status]]),
+        "runs": RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20],
     }
     return render(request, "sync/region.html", context)
-
-
-def _other_image(image: Image, tenant_id: str) -> dict:
-    if is_foreign(image, tenant_id):
-        why = "owned by another project"
-    elif image.status != "active":
-        why = f"not active ({image.status})"
-    else:
-        why = "not one of the master images this target synchronises"
-    return {"image": image, "why": why}

@@ -13,6 +13,10 @@ from typing import Protocol
 
 from sync.engine.model import Image, TargetPolicy
 
+# Set on every image a driver creates and removed once its data is complete: an image that still has it and
+# is not active is an upload that was cut short (a crash, a killed server) and the next sync removes it.
+UPLOAD_MARKER = "glancesync_upload_in_progress"
+
 # Called with (bytes_done, bytes_total) while an image's data streams.
 ProgressCallback = Callable[[int, int], None]
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sync.clouds.base import ImageSource, ProgressCallback
+from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback
 from sync.engine.backup import BackupFormatError, backup_file_name, read_backup, write_backup
 from sync.engine.model import GlanceSyncError, Image, TargetPolicy
 
@@ -163,6 +163,9 @@ class FileTargetSession:
             raise GlanceSyncError(
                 f"{key}: Error retrieving image list. Cause: no such region in {self.cloud.directory}"
             )
+        for image in images:
+            if image.user_properties.pop(UPLOAD_MARKER, None) is not None:
+                image.extra["unfinished_upload"] = image.status != "active"
         return images
 
     def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
@@ -171,17 +174,46 @@ class FileTargetSession:
     def upload_image(
         self, region: str, image: Image, source: ImageSource, progress: ProgressCallback | None = None
     ) -> str:
+        """Store the image's row. With a latency, the row is first written as `saving` with the upload
+        marker and finished after the simulated transfer, as the OpenStack driver does: a process killed
+        meanwhile leaves an unfinished upload for the next sync to remove."""
         key = self._fullname(region)
-        self.cloud.simulate_latency()
+        if self.cloud.latency <= 0:
+            new_id = self._store(key, _uploaded(image, "", key, self.tenant_id()))
+            if progress is not None:
+                progress(image.size, image.size)
+            return new_id
+        unfinished = _uploaded(image, "", key, self.tenant_id())
+        unfinished.status = "saving"
+        unfinished.user_properties[UPLOAD_MARKER] = "1"
+        new_id = self._store(key, unfinished)
+        try:
+            self._simulate_transfer(image.size, progress)
+            with self.cloud.region_lock(key):
+                stored = self._existing(key, "Error uploading image")[new_id]
+                stored.status = image.status
+                stored.user_properties.pop(UPLOAD_MARKER)
+                self.cloud.save(key)
+        except BaseException:
+            self.delete_image(region, new_id)
+            raise
+        return new_id
+
+    def _store(self, key: str, image: Image) -> str:
         with self.cloud.region_lock(key):
             images = self.cloud.region(key, create=True)
             assert images is not None
-            new = _uploaded(image, _new_id(images, image.name), key, self.tenant_id())
-            images[new.id] = new
+            image.id = _new_id(images, image.name)
+            images[image.id] = image
             self.cloud.save(key)
-        if progress is not None:
-            progress(new.size, new.size)
-        return new.id
+        return image.id
+
+    def _simulate_transfer(self, size: int, progress: ProgressCallback | None, steps: int = 10) -> None:
+        """Sleep the cloud's latency in steps, reporting progress (which may raise to cancel)."""
+        for step in range(1, steps + 1):
+            time.sleep(self.cloud.latency / steps)
+            if progress is not None:
+                progress(size * step // steps, size)
 
     def update_image(self, region: str, image: Image) -> None:
         key = self._fullname(region)

@@ -24,7 +24,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from openstack import exceptions as sdk_exceptions
 from openstack.connection import Connection
 
-from sync.clouds.base import ImageSource, ProgressCallback
+from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback
 from sync.engine.model import AMI_PROPERTIES, GlanceSyncError, Image, TargetPolicy
 
 CHUNK = 1024 * 1024
@@ -33,9 +33,6 @@ PAGE_SIZE = 1000
 CALL_TIMEOUT = 120  # seconds per HTTP read; uploads have no overall limit (a big image takes long)
 RETRIES = {"connect_retries": 3, "status_code_retries": 3, "retriable_status_codes": [500, 502, 503, 504]}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
-# Set on every image we create and removed once its data is verified: an image that still has it and is
-# not active is an upload that was cut short (a crash, a killed Glance) and the next sync removes it.
-UPLOAD_MARKER = "glancesync_upload_in_progress"
 
 # Glance v2 image attributes that are not user properties (everything else in the JSON is one).
 SYSTEM_ATTRIBUTES = frozenset(

@@ -11,12 +11,14 @@ from sync.clouds.base import Cloud, ImageSource, TargetSession
 from sync.engine import backup
 from sync.engine.model import GlanceSyncError, Image, SyncConfig, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region, target_regions
-from sync.engine.reporter import Reporter
+from sync.engine.reporter import Cancelled, Reporter
 from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
 from sync.engine.status import ImageStatus, compute_statuses, match_region_images
 from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
 
 ERROR_STATUSES = ("error_checksum", "error_ami")
+UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
+PLANNED_STATUSES = ("pending_metadata", "pending_ami", *UPLOAD_STATUSES)
 MB = 1024 * 1024
 
 
@@ -27,6 +29,7 @@ class RegionResult:
     region: str
     dry_run: bool = False
     error: str | None = None
+    cancelled: bool = False
     counters: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("obsolete", "metadata", "uploads", "replaces", "renames", "errors"), 0)
     )
@@ -146,6 +149,10 @@ class GlanceSync:
             ref = parse_region(region, self.config)
             result.region = ref.fullname
             RegionSync(self, ref, dry_run, reporter, result).run()
+        except Cancelled as why:
+            result.cancelled = True
+            result.error = f"cancelled: {why}" if str(why) else "cancelled"
+            reporter.warning(f"{result.region}: {result.error}")
         except Exception as error:  # any driver failure ends this region's work, not the run
             result.error = str(error) if isinstance(error, GlanceSyncError) else f"{type(error).__name__}: {error}"
             reporter.error(f"{result.region}: {result.error}")
@@ -177,11 +184,17 @@ class RegionSync:
             listing = self._obsolete_step(listing)
         statuses, self.region_map = self.engine.statuses(self.ref, listing, self.reporter)
         self.result.statuses = statuses
+        self._announce_plan(statuses)
         self._metadata_pass(statuses)
         deferred = self._upload_pass(statuses)
         self._ami_pass([s for s in statuses if s.status == "pending_ami"] + deferred)
         self.result.counters["errors"] = sum(s.status in ERROR_STATUSES for s in statuses)
         self._final_line(statuses)
+
+    def _announce_plan(self, statuses: list[ImageStatus]) -> None:
+        changing = [s for s in statuses if s.status in PLANNED_STATUSES]
+        uploads = sum(s.master.size for s in changing if s.status in UPLOAD_STATUSES)
+        self.reporter.planned(len(changing), uploads)
 
     def _remove_unfinished_uploads(self, listing: list[Image]) -> list[Image]:
         """Delete images whose upload by an earlier run was cut short (a driver marks them)."""
@@ -228,7 +241,9 @@ class RegionSync:
         for entry in statuses:
             if entry.status == "pending_metadata":
                 assert entry.region_image is not None
+                self.reporter.image_started(entry.master.name)
                 self._update_metadata(entry, entry.region_image)
+                self.reporter.image_done(entry.master.name)
 
     def _upload_pass(self, statuses: list[ImageStatus]) -> list[ImageStatus]:
         """Uploads, replaces and renames, smallest first; returns uploads whose AMI references wait."""
@@ -247,6 +262,7 @@ class RegionSync:
                 continue
             if not self.dry_run or entry.status != "pending_upload":
                 self.reporter.info(f"{self.fullname}: {announce[entry.status]} {name} ({format_mb(size)} MB)")
+            self.reporter.image_started(name)
             if self.dry_run:
                 self.reporter.info(f"{self.fullname}: Pending: {name} ({format_mb(size)} MB)")
             else:
@@ -255,6 +271,7 @@ class RegionSync:
                 self._retire_old_copy(entry)
                 self.reporter.info(f"{self.fullname}: Image uploaded.")
             self.result.bytes_uploaded += size
+            self.reporter.image_done(name)
         return deferred
 
     def _warn_checksum(self, entry: ImageStatus) -> None:
@@ -294,7 +311,10 @@ class RegionSync:
     def _ami_pass(self, entries: list[ImageStatus]) -> None:
         """Point AMI images at kernels/ramdisks uploaded in this run (a dry run changes nothing)."""
         for entry in entries:
+            self.reporter.image_started(entry.master.name)
             self._update_metadata(entry, self.region_map.get(entry.master.name) or entry.region_image)
+            if entry.status == "pending_ami":  # deferred uploads were counted done when uploaded
+                self.reporter.image_done(entry.master.name)
 
     def _final_line(self, statuses: list[ImageStatus]) -> None:
         pending = [

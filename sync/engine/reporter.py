@@ -7,6 +7,13 @@ import logging
 CLIENT_LOGGER = "GlanceSync-Client"  # the original's logger name; operators' log filters use it
 
 
+class Cancelled(BaseException):
+    """Raised by a reporter to stop a region's sync (a cancel request, a lost lease).
+
+    A BaseException, like KeyboardInterrupt: drivers clean up (delete the image being uploaded) and let it
+    through instead of turning it into a region error."""
+
+
 class Reporter:
     """Receives the engine's messages. The default forwards them to the `GlanceSync-Client` logger."""
 
@@ -25,8 +32,17 @@ class Reporter:
     def error(self, message: str) -> None:
         self.log(logging.ERROR, message)
 
+    def planned(self, images: int, size: int) -> None:
+        """The region's work once its statuses are known: images to change, bytes to upload."""
+
+    def image_started(self, image_name: str) -> None:
+        """An image's update or upload begins; the place to raise Cancelled between images."""
+
+    def image_done(self, image_name: str) -> None:
+        """That image's update or upload is finished."""
+
     def progress(self, image_name: str, done: int, total: int) -> None:
-        """Bytes of `image_name` transferred so far; called often while data streams."""
+        """Bytes of `image_name` transferred so far; called often while data streams (may raise Cancelled)."""
 
 
 class RecordingReporter(Reporter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import logging
 import os
@@ -51,6 +52,12 @@ class Command(BaseCommand):
             help="sync regions concurrently (max_children at once), one log file per region in sync_<date>",
         )
         parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="start a background run on the cluster (manage.py qcluster) instead of syncing here; "
+            "it uses the console's configuration",
+        )
+        parser.add_argument(
             "--config",
             nargs="+",
             action="extend",  # the original kept only the last --config; repeating it now adds up
@@ -78,6 +85,9 @@ class Command(BaseCommand):
             raise CommandError(f"{type(error).__name__}: {error}") from None
 
     def _run(self, options) -> None:
+        if options["queue"]:
+            self._queue(options)
+            return
         log_stream = self.stderr if options["show_status"] else self.stdout
         reporter = Reporter(_client_logger(log_stream))
         config, cloud_url = _configuration(options)
@@ -97,6 +107,39 @@ class Command(BaseCommand):
             failed = self._sync_sequential(engine, regions, options["dry_run"])
         if failed:
             raise CommandError(f"failed regions: {', '.join(failed)}")
+
+    def _refuse_with_queue(self, options) -> None:
+        """A queued run is made by the cluster with the console's configuration: local choices cannot apply."""
+        local = [f"--{o.replace('_', '-')}" for o in ("config_file", "cloud", "config") if options[o]]
+        local += [
+            f"--{o.replace('_', '-')}" for o in ("show_status", "show_regions", "make_backup", "parallel") if options[o]
+        ]
+        if local:
+            raise CommandError(
+                f"--queue cannot be combined with {', '.join(local)}: the cluster runs syncs "
+                "(or dry runs) with the console's configuration"
+            )
+
+    def _queue(self, options) -> None:
+        """Start a background run with the configuration the cluster uses (the console's)."""
+        from sync.connect import ConsoleError, build_engine
+        from sync.runs import RegionBusy, start_run
+
+        self._refuse_with_queue(options)
+        try:
+            engine = build_engine(Reporter(_client_logger(self.stdout)))
+        except ConsoleError as error:
+            raise CommandError(str(error)) from None
+        regions = build_region_list(options["regions"], engine.config, engine.region_names)
+        self._check_regions(engine, engine.config, regions)
+        dry_run = options["dry_run"]
+        fullnames = [parse_region(region, engine.config).fullname for region in regions]
+        try:
+            run = start_run(fullnames, dry_run=dry_run, trigger="cli", started_by=_os_user())
+        except RegionBusy as busy:
+            raise CommandError(str(busy)) from None
+        kind = "Dry run" if dry_run else "Sync"
+        self.stdout.write(f"{kind} #{run.pk} queued for {', '.join(fullnames)} (at most {run.max_children} at once).")
 
     def _check_regions(self, engine: GlanceSync, config: SyncConfig, regions: list[str]) -> None:
         """Refuse unknown targets and regions before doing anything.
@@ -187,6 +230,13 @@ def _configuration(options) -> tuple[SyncConfig, str]:
     cloud_url = cloud_url or DEFAULT_CLOUD
     files = cloud_url.startswith("files:")
     return load_config(options["config_file"], overrides, require_credentials=not files), cloud_url
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container without passwd entry)
+        return ""
 
 
 def _client_logger(stream) -> logging.Logger:

@@ -1,0 +1,26 @@
+"""`manage.py refresh_status [REGION ...] [--queue]`: recompute the dashboard's status snapshot."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.tasks import refresh_status
+
+
+class Command(BaseCommand):
+    help = "Recompute the status of every (region, image) pair and store it for the console (no sync)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("regions", nargs="*", metavar="REGION", help="full region names (default: all)")
+        parser.add_argument("--queue", action="store_true", help="enqueue the refresh for the cluster instead")
+
+    def handle(self, *args, **options):
+        regions = options["regions"] or None
+        if options["queue"]:
+            from django_q.tasks import async_task
+
+            task_id = async_task("sync.tasks.refresh_status", regions, task_name="refresh statuses")
+            self.stdout.write(f"Status refresh queued (task {task_id}).")
+            return
+        summary = refresh_status(regions)
+        if summary.startswith("statuses not refreshed") or "; " in summary:
+            raise CommandError(summary)
+        self.stdout.write(summary)

@@ -1,0 +1,227 @@
+"""django-q2 task functions: a region's sync, a status refresh, a scheduled run, the recovery sweep.
+
+Tasks take ids and plain values (never secrets) and return a one-line summary that django-q2 stores as the
+task's result; what the pages show lives in RegionRun, ImageState and RegionSnapshot rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from sync import runs
+from sync.connect import ConsoleError, build_engine
+from sync.engine.glancesync import GlanceSync, RegionResult
+from sync.engine.regions import build_region_list
+from sync.engine.reporter import Cancelled, Reporter
+from sync.models import RegionRun, RunState, StatusRefresh, SyncRun
+from sync.snapshot import all_regions, refresh_region, refresh_regions
+
+logger = logging.getLogger(__name__)
+
+
+class RunReporter(Reporter):
+    """Keeps a RegionRun's log, progress and current image up to date (at most a few writes per second) and
+    stops the sync (raises Cancelled) when its run is cancelled or its lease on the region was lost."""
+
+    FLUSH_INTERVAL = 0.5  # seconds between progress writes
+    CANCEL_CHECK_INTERVAL = 1.0
+
+    def __init__(self, region_run: RegionRun) -> None:
+        super().__init__()
+        self.region_run_id = region_run.pk
+        self.run_id = region_run.run_id
+        self.lines: list[str] = []
+        self.warnings = 0
+        self.changes: dict[str, object] = {}
+        self.images_done = 0
+        self.bytes_finished = 0  # bytes of the uploads already done
+        self.bytes_current = 0  # bytes of the upload in flight
+        self.lease_lost = threading.Event()
+        self._last_flush = 0.0
+        self._last_cancel_check = 0.0
+
+    def log(self, level: int, message: str) -> None:
+        super().log(level, message)
+        self.lines.append(f"{timezone.now():%H:%M:%S} {logging.getLevelName(level)} {message}")
+        if level >= logging.WARNING:
+            self.warnings += 1
+        self.changes.update(log="\n".join(self.lines), warnings=self.warnings)
+        self.flush()
+
+    def planned(self, images: int, size: int) -> None:
+        self.changes.update(images_total=images, bytes_total=size)
+        self.flush(force=True)
+
+    def image_started(self, image_name: str) -> None:
+        self.check_cancel(force=True)
+        self.changes.update(current_image=image_name[:255])
+        self.flush()
+
+    def image_done(self, image_name: str) -> None:
+        self.images_done += 1
+        self.bytes_finished += self.bytes_current
+        self.bytes_current = 0
+        self.changes.update(images_done=self.images_done, bytes_done=self.bytes_finished, current_image="")
+        self.flush()
+
+    def progress(self, image_name: str, done: int, total: int) -> None:
+        self.bytes_current = done
+        self.changes.update(bytes_done=self.bytes_finished + done)
+        self.flush()
+        self.check_cancel()
+
+    def check_cancel(self, force: bool = False) -> None:
+        if self.lease_lost.is_set():
+            raise Cancelled("the region's lease was lost: this worker was too slow to renew it")
+        now = time.monotonic()
+        if not force and now - self._last_cancel_check < self.CANCEL_CHECK_INTERVAL:
+            return
+        self._last_cancel_check = now
+        if SyncRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+            raise Cancelled("cancelled by request")
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.changes and (force or now - self._last_flush >= self.FLUSH_INTERVAL):
+            RegionRun.objects.filter(pk=self.region_run_id).update(**self.changes)
+            self.changes = {}
+            self._last_flush = now
+
+
+class Heartbeat:
+    """A thread renewing the region's lease every quarter lease while the sync runs."""
+
+    def __init__(self, region_run_id: int, reporter: RunReporter) -> None:
+        self.region_run_id = region_run_id
+        self.reporter = reporter
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{region_run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(settings.GLANCESYNC_LEASE_SECONDS / 4):
+                if not runs.renew_lock(self.region_run_id):
+                    self.reporter.lease_lost.set()
+        finally:
+            connection.close()  # this thread's own connection
+
+
+# -- tasks ---------------------------------------------------------------------------------------------------
+
+
+def sync_region(region_run_id: int) -> str:
+    """Sync one region of a run; a no-op when the RegionRun is no longer waiting (cancelled, re-delivered)."""
+    close_old_connections()
+    runs.recover_interrupted()
+    now = timezone.now()
+    started = RegionRun.objects.filter(pk=region_run_id, state=RunState.QUEUED).update(
+        state=RunState.RUNNING, started_at=now, heartbeat_at=now, worker=runs.worker_name()
+    )
+    if not started:
+        return f"region run {region_run_id} was not waiting any more: nothing done"
+    region_run = RegionRun.objects.select_related("run").get(pk=region_run_id)
+    runs.settle_run(region_run.run_id)
+    if region_run.run.cancel_requested:
+        runs.finish_region(region_run_id, RunState.CANCELLED, error="cancelled before it started")
+        return f"{region_run.region}: cancelled"
+    if not runs.acquire_lock(region_run):
+        holder = runs.lock_holder(region_run.region)
+        who = f"run #{holder.run_id}" if holder else "another run"
+        runs.finish_region(region_run_id, RunState.FAILED, error=f"region busy: {who} is syncing it")
+        return f"{region_run.region}: busy"
+    try:
+        return _sync_locked(region_run)
+    except BaseException as error:  # never leave the RegionRun running: finish it, then let django-q2 know
+        runs.finish_region(region_run_id, RunState.FAILED, error=f"internal error: {type(error).__name__}")
+        raise
+
+
+def _sync_locked(region_run: RegionRun) -> str:
+    reporter = RunReporter(region_run)
+    with Heartbeat(region_run.pk, reporter):
+        try:
+            engine = build_engine(reporter)
+        except ConsoleError as error:
+            reporter.error(str(error))
+            reporter.flush(force=True)
+            runs.finish_region(region_run.pk, RunState.FAILED, errors=1, error=str(error))
+            return f"{region_run.region}: failed: {error}"
+        result = engine.sync_region(region_run.region, dry_run=region_run.run.dry_run, reporter=reporter)
+        refresh_region(engine, region_run.region)  # the dashboard's snapshot follows every run
+        reporter.flush(force=True)
+    state = RunState.CANCELLED if result.cancelled else RunState.FAILED if result.error else RunState.DONE
+    runs.finish_region(region_run.pk, state, current_image="", **_counters(result, reporter))
+    return f"{region_run.region}: {state}" + (f": {result.error}" if result.error else "")
+
+
+def _counters(result: RegionResult, reporter: RunReporter) -> dict[str, object]:
+    counters = result.counters
+    return {
+        "metadata_updates": counters["metadata"],
+        "uploads": counters["uploads"],
+        "replaces": counters["replaces"],
+        "renames": counters["renames"],
+        "obsolete_updates": counters["obsolete"],
+        "errors": counters["errors"] + (1 if result.error and not result.cancelled else 0),
+        "warnings": reporter.warnings,
+        "error": result.error or "",
+    }
+
+
+def refresh_status(regions: list[str] | None = None) -> str:
+    """Recompute the ImageState snapshot of these regions (default: every region of every target)."""
+    close_old_connections()
+    try:
+        engine = build_engine()
+        regions = regions or all_regions(engine)
+    except ConsoleError as error:  # nothing readable: the pages say why
+        StatusRefresh.objects.create(error=str(error))
+        return f"statuses not refreshed: {error}"
+    failed = refresh_regions(engine, regions)
+    StatusRefresh.objects.create(
+        master_region=engine.config.master_region, regions=len(regions), failed_regions=len(failed)
+    )
+    summary = f"statuses of {len(regions) - len(failed)} of {len(regions)} regions refreshed"
+    return summary + "".join(f"; {region}: {error}" for region, error in failed.items())
+
+
+def sync_regions_of_all_targets(engine: GlanceSync) -> list[str]:
+    """What a run of "all regions" syncs: every target's regions, as `manage.py glancesync master: t:...`."""
+    return build_region_list([f"{t}:" for t in engine.config.targets], engine.config, engine.region_names)
+
+
+def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, schedule: str = "") -> str:
+    """A schedule's firing: start a run (trigger=schedule); a busy region skips this firing, said in the result."""
+    close_old_connections()
+    try:
+        if not regions:
+            regions = sync_regions_of_all_targets(build_engine())
+        run = runs.start_run(regions, dry_run=dry_run, trigger=SyncRun.Trigger.SCHEDULE, started_by=schedule)
+    except runs.RegionBusy as busy:
+        logger.warning("Schedule %s skipped: %s", schedule, busy)
+        return f"skipped: {busy}"
+    except ConsoleError as error:
+        logger.error("Schedule %s cannot start: %s", schedule, error)
+        return f"not started: {error}"
+    return f"started run #{run.pk} of {len(regions)} regions"
+
+
+def recover_interrupted() -> str:
+    """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted."""
+    close_old_connections()
+    recovered = runs.recover_interrupted()
+    return f"{len(recovered)} interrupted region runs recovered" if recovered else "nothing to recover"
