@@ -151,7 +151,7 @@ class GlanceSync:
             RegionSync(self, ref, dry_run, reporter, result).run()
         except Cancelled as why:
             result.cancelled = True
-            result.error = f"cancelled: {why}" if str(why) else "cancelled"
+            result.error = str(why) or "cancelled"
             reporter.warning(f"{result.region}: {result.error}")
         except Exception as error:  # any driver failure ends this region's work, not the run
             result.error = str(error) if isinstance(error, GlanceSyncError) else f"{type(error).__name__}: {error}"
