@@ -92,7 +92,10 @@ if _DB_ENGINE in {"sqlite", "sqlite3"}:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "glancesync.sqlite3",
+            # GLANCESYNC_DB_NAME: another database file (the queue tests point a qcluster at the test database).
+            "NAME": env_str("GLANCESYNC_DB_NAME") or DATA_DIR / "glancesync.sqlite3",
+            # A file, not memory: the queue tests share the test database with a qcluster process.
+            "TEST": {"NAME": DATA_DIR / "test_glancesync.sqlite3"},
             "OPTIONS": {
                 # WAL lets the web pages read while a task worker writes; IMMEDIATE transactions take the
                 # write lock up front so concurrent writers wait (up to `timeout` s) instead of failing

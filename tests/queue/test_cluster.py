@@ -1,0 +1,120 @@
+"""Runs through real `qcluster` processes: parallel regions, schedules, the lock across clusters, cancel and
+recovery after kill -9. The cloud is the demo file cloud with a latency per upload, so regions take time."""
+
+import os
+import signal
+from datetime import timedelta
+
+from django.utils import timezone
+from django_q.models import Schedule
+
+from sync import runs
+from sync.clouds import cloud_from_url
+from sync.clouds.base import UPLOAD_MARKER
+from sync.models import RegionRun, RunState, SyncRun
+from tests.queue.conftest import LEASE_SECONDS, wait_for
+
+REGIONS = ["Bilbao", "Malaga", "Sevilla", "Valencia"]
+
+
+def finished(run: SyncRun):
+    run.refresh_from_db()
+    return run.finished
+
+
+def most_at_once(region_runs) -> int:
+    """The largest number of regions whose [started, finished] intervals overlap."""
+    events = []
+    for region_run in region_runs:
+        events += [(region_run.started_at, 1), (region_run.finished_at, -1)]
+    current = peak = 0
+    for _, change in sorted(events, key=lambda e: (e[0], e[1])):
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+def test_it_syncs_regions_in_parallel_but_never_more_than_max_children(cluster):
+    run = runs.start_run(REGIONS, dry_run=False, trigger="cli", max_children=2)
+    wait_for(lambda: finished(run), timeout=120, what="the run to finish", cluster=cluster)
+    region_runs = list(run.region_runs.all())
+    assert [r.state for r in region_runs] == ["done"] * 4, [(r.region, r.error) for r in region_runs]
+    assert run.state == "done"
+    assert most_at_once(region_runs) == 2
+    assert sum(r.uploads for r in region_runs) > 4
+    assert len({r.worker for r in region_runs}) >= 2  # two worker processes shared the run
+
+
+def test_a_schedule_fires_once_after_the_cluster_missed_many_firings(cluster):
+    Schedule.objects.all().delete()  # only ours: the built-in ones would run too
+    Schedule.objects.create(
+        name="every minute, missed for three days",
+        func="sync.tasks.scheduled_run",
+        kwargs="{'regions': ['Bilbao'], 'dry_run': True, 'schedule': 'every-minute'}",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+        repeats=-1,
+        next_run=timezone.now() - timedelta(days=3),
+    )
+    run = wait_for(lambda: SyncRun.objects.filter(trigger="schedule").first(), what="a scheduled run", cluster=cluster)
+    wait_for(lambda: finished(run), what="the scheduled run to finish", cluster=cluster)
+    assert (run.started_by, run.dry_run, run.regions, run.state) == ("every-minute", True, ["Bilbao"], "done")
+    assert SyncRun.objects.count() == 1  # one firing, not one per missed minute
+    assert Schedule.objects.get().next_run > timezone.now()
+
+
+def test_the_region_lock_holds_across_two_clusters(cluster):
+    cluster.start()
+    first = SyncRun.objects.create(trigger="api", regions=["Bilbao"])
+    second = SyncRun.objects.create(trigger="api", regions=["Bilbao"])
+    for run in (first, second):  # both past start_run's check, as two racing requests could be
+        RegionRun.objects.create(run=run, region="Bilbao")
+    runs.dispatch(first.pk)
+    runs.dispatch(second.pk)
+    wait_for(lambda: finished(first) and finished(second), timeout=120, what="both runs", cluster=cluster)
+    outcomes = sorted((r.state, r.error) for r in RegionRun.objects.all())
+    assert outcomes[0][0] == "done"
+    assert outcomes[1][0] == "failed" and outcomes[1][1].startswith("region busy: run #")
+
+
+def test_cancel_stops_the_running_region_and_drops_the_waiting_ones(cluster, demo_cloud):
+    run = runs.start_run(["Bilbao", "Malaga", "Sevilla"], dry_run=False, trigger="console", max_children=1)
+    wait_for(lambda: run.region_runs.filter(state="running", bytes_done__gt=0).exists(), what="an upload")
+    runs.cancel_run(run)
+    wait_for(lambda: finished(run), what="the cancelled run to end", cluster=cluster)
+    assert run.state == "cancelled"
+    assert [r.state for r in run.region_runs.all()] == ["cancelled"] * 3
+    bilbao = cloud_from_url(f"files:{demo_cloud}").listing("Bilbao")
+    assert all(image.status == "active" for image in bilbao if UPLOAD_MARKER in image.user_properties) is True
+    assert not [image.name for image in bilbao if image.status == "saving"]
+
+
+def test_a_worker_killed_mid_upload_is_recovered_and_the_next_run_converges(cluster, demo_cloud, settings):
+    cluster.env["GLANCESYNC_CLOUD"] = f"files:{demo_cloud}?latency=5"  # uploads long enough to be killed in
+    cluster.stop()
+    cluster.start()
+    run = runs.start_run(["Bilbao"], dry_run=False, trigger="cli")
+    region_run = wait_for(
+        lambda: run.region_runs.filter(state="running", bytes_done__gt=0).first(), what="an upload", cluster=cluster
+    )
+    os.kill(int(region_run.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    saving = [i.name for i in cloud_from_url(f"files:{demo_cloud}").listing("Bilbao") if i.status == "saving"]
+    assert len(saving) == 1  # the half-created image the killed worker left
+
+    wait_for(lambda: runs.recover_interrupted(), timeout=4 * LEASE_SECONDS, what="the lease to expire")
+    region_run.refresh_from_db()
+    assert region_run.state == "interrupted" and "no heartbeat since" in region_run.error
+    assert finished(run) and run.state == "interrupted"
+
+    cluster.env["GLANCESYNC_CLOUD"] = f"files:{demo_cloud}"
+    cluster.stop()
+    cluster.start()
+    again = runs.start_run(["Bilbao"], dry_run=False, trigger="cli")
+    wait_for(lambda: finished(again), timeout=60, what="the second run", cluster=cluster)
+    second = again.region_runs.get()
+    assert second.state == "done", second.error
+    assert f"Removing unfinished upload {saving[0]}" in second.log
+    listing = cloud_from_url(f"files:{demo_cloud}").listing("Bilbao")
+    names = [image.name for image in listing if not image.name.endswith(".old")]
+    assert len(names) == len(set(names))  # no duplicate image
+    assert all(image.status == "active" for image in listing if image.name in saving)
