@@ -11,7 +11,7 @@ from django_q.models import Schedule
 from sync import runs
 from sync.clouds import cloud_from_url
 from sync.clouds.base import UPLOAD_MARKER
-from sync.models import RegionRun, RunState, SyncRun
+from sync.models import RegionRun, SyncRun
 from tests.queue.conftest import LEASE_SECONDS, wait_for
 
 REGIONS = ["Bilbao", "Malaga", "Sevilla", "Valencia"]
