@@ -11,7 +11,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from sync import runs
@@ -125,7 +125,6 @@ class Heartbeat:
 
 def sync_region(region_run_id: int) -> str:
     """Sync one region of a run; a no-op when the RegionRun is no longer waiting (cancelled, re-delivered)."""
-    close_old_connections()
     runs.recover_interrupted()
     now = timezone.now()
     started = RegionRun.objects.filter(pk=region_run_id, state=RunState.QUEUED).update(
@@ -184,7 +183,6 @@ def _counters(result: RegionResult, reporter: RunReporter) -> dict[str, object]:
 
 def refresh_status(regions: list[str] | None = None) -> str:
     """Recompute the ImageState snapshot of these regions (default: every region of every target)."""
-    close_old_connections()
     try:
         engine = build_engine()
         regions = regions or all_regions(engine)
@@ -206,7 +204,6 @@ def sync_regions_of_all_targets(engine: GlanceSync) -> list[str]:
 
 def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, schedule: str = "") -> str:
     """A schedule's firing: start a run (trigger=schedule); a busy region skips this firing, said in the result."""
-    close_old_connections()
     try:
         if not regions:
             regions = sync_regions_of_all_targets(build_engine())
@@ -222,6 +219,5 @@ def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, sched
 
 def recover_interrupted() -> str:
     """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted."""
-    close_old_connections()
     recovered = runs.recover_interrupted()
     return f"{len(recovered)} interrupted region runs recovered" if recovered else "nothing to recover"

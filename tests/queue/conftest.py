@@ -71,6 +71,10 @@ class Cluster:
 def cluster(transactional_db, tmp_path, demo_cloud, settings):
     """One cluster started; `cluster.start()` adds another. The cloud has 0.3 s of latency per upload."""
     settings.GLANCESYNC_CLOUD = f"files:{demo_cloud}?latency=0.3"
+    if os.environ.get("GLANCESYNC_REDIS_URL"):  # tasks of an earlier test run must not reach this cluster
+        import redis
+
+        redis.Redis.from_url(os.environ["GLANCESYNC_REDIS_URL"]).flushdb()
     running = Cluster(tmp_path, settings.GLANCESYNC_CLOUD)
     running.start()
     yield running
