@@ -8,7 +8,7 @@ from django.db.models import Max
 from django.utils.html import format_html
 
 from sync.engine.model import GlanceSyncError
-from sync.forms import TargetAdminForm
+from sync.forms import SyncScheduleForm, TargetAdminForm
 from sync.models import (
     OPTION_FIELDS,
     AuditEntry,
@@ -16,6 +16,7 @@ from sync.models import (
     Defaults,
     MasterSettings,
     Region,
+    SyncSchedule,
     Target,
 )
 
@@ -229,3 +230,24 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(SyncSchedule)
+class SyncScheduleAdmin(AuditMixin, admin.ModelAdmin):
+    """Runs on a cron schedule, stored as django-q2 Schedule rows (the cluster's scheduler fires them)."""
+
+    form = SyncScheduleForm
+    list_display = ["name", "cron", "regions_label", "dry_run_label", "next_run", "last_task"]
+    readonly_fields = ["next_run"]
+
+    @admin.display(description="regions")
+    def regions_label(self, schedule: SyncSchedule) -> str:
+        return ", ".join(schedule.options().get("regions") or []) or "all"
+
+    @admin.display(description="dry run", boolean=True)
+    def dry_run_label(self, schedule: SyncSchedule) -> bool:
+        return bool(schedule.options().get("dry_run"))
+
+    @admin.display(description="last task")
+    def last_task(self, schedule: SyncSchedule) -> str:
+        return schedule.task or "—"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from django import forms
+import re
+from datetime import datetime
 
-from sync.models import Target
+from croniter import croniter
+from django import forms
+from django.utils import timezone
+from django_q.models import Schedule
+
+from sync.models import SCHEDULED_RUN, SyncSchedule, Target
 
 PASSWORD_FORM_FIELDS = ("new_password", "clear_password")
 # Every editable Target field but the stored password, which the form never renders.
@@ -59,3 +65,53 @@ class TargetAdminForm(forms.ModelForm):
         if self.cleaned_data.get("new_password") or self.cleaned_data.get("clear_password"):
             names.append("password")
         return names
+
+
+class SyncScheduleForm(forms.ModelForm):
+    """ "Sync these regions (or all), dry-run or not, on this cron expression" as a django-q2 Schedule row."""
+
+    regions = forms.CharField(
+        required=False,
+        help_text="Full region names separated by commas (Bilbao, partner:Lisbon); empty: every region of "
+        "every target.",
+    )
+    dry_run = forms.BooleanField(required=False, help_text="Only report what would be done.")
+    cron = forms.CharField(help_text="Cron expression in UTC, e.g. '0 2 * * *' for every night at 02:00.")
+
+    class Meta:
+        model = SyncSchedule
+        fields = ["name", "cron", "regions", "dry_run"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = True
+        options = self.instance.options() if self.instance.pk else {}
+        self.initial.setdefault("regions", ", ".join(options.get("regions") or []))
+        self.initial.setdefault("dry_run", bool(options.get("dry_run")))
+
+    def clean_cron(self) -> str:
+        cron = self.cleaned_data["cron"].strip()
+        if not croniter.is_valid(cron):
+            raise forms.ValidationError(
+                f"'{cron}' is not a cron expression (five fields: minute hour day month weekday)"
+            )
+        return cron
+
+    def clean_regions(self) -> list[str]:
+        regions = [r.strip() for r in self.cleaned_data["regions"].split(",") if r.strip()]
+        bad = [r for r in regions if not re.fullmatch(r"[^\s:,'\"]+(:[^\s:,'\"]+)?", r)]
+        if bad:
+            raise forms.ValidationError(f"not a region name: {', '.join(bad)}")
+        return regions
+
+    def save(self, commit=True):
+        schedule = super().save(commit=False)
+        schedule.func = SCHEDULED_RUN
+        schedule.schedule_type = Schedule.CRON
+        schedule.repeats = -1
+        options = {"regions": self.cleaned_data["regions"], "dry_run": self.cleaned_data["dry_run"]}
+        schedule.kwargs = repr(options | {"schedule": schedule.name})
+        schedule.next_run = croniter(schedule.cron, timezone.now()).get_next(datetime)
+        if commit:
+            schedule.save()
+        return schedule

@@ -11,12 +11,14 @@ The engine decides every sync rule; these models only validate input and build t
 
 from __future__ import annotations
 
+import ast
 import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django_q.models import Schedule
 
 from sync.crypto import EncryptedTextField
 from sync.engine.condition import ConditionError, compile_condition
@@ -537,3 +539,30 @@ class StatusRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"status refresh of {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+# -- schedules: django-q2 Schedule rows that start runs --------------------------------------------------------
+
+SCHEDULED_RUN = "sync.tasks.scheduled_run"
+
+
+class SyncScheduleManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(func=SCHEDULED_RUN)
+
+
+class SyncSchedule(Schedule):
+    """A django-q2 Schedule that starts a run; the admin edits regions, dry-run and the cron expression."""
+
+    objects = SyncScheduleManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "sync schedule"
+
+    def options(self) -> dict:
+        try:
+            value = ast.literal_eval(self.kwargs or "{}")
+        except (SyntaxError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}

@@ -11,6 +11,7 @@ from django_q.models import Schedule
 from sync import runs
 from sync.clouds import cloud_from_url
 from sync.clouds.base import UPLOAD_MARKER
+from sync.forms import SyncScheduleForm
 from sync.models import RegionRun, SyncRun
 from tests.queue.conftest import LEASE_SECONDS, wait_for
 
@@ -47,15 +48,10 @@ def test_it_syncs_regions_in_parallel_but_never_more_than_max_children(cluster):
 
 def test_a_schedule_fires_once_after_the_cluster_missed_many_firings(cluster):
     Schedule.objects.all().delete()  # only ours: the built-in ones would run too
-    Schedule.objects.create(
-        name="every minute, missed for three days",
-        func="sync.tasks.scheduled_run",
-        kwargs="{'regions': ['Bilbao'], 'dry_run': True, 'schedule': 'every-minute'}",
-        schedule_type=Schedule.MINUTES,
-        minutes=1,
-        repeats=-1,
-        next_run=timezone.now() - timedelta(days=3),
-    )
+    form = SyncScheduleForm({"name": "every-minute", "cron": "* * * * *", "regions": "Bilbao", "dry_run": "on"})
+    assert form.is_valid(), form.errors
+    schedule = form.save()
+    Schedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now() - timedelta(days=3))  # cluster was down
     run = wait_for(lambda: SyncRun.objects.filter(trigger="schedule").first(), what="a scheduled run", cluster=cluster)
     wait_for(lambda: finished(run), what="the scheduled run to finish", cluster=cluster)
     assert (run.started_by, run.dry_run, run.regions, run.state) == ("every-minute", True, ["Bilbao"], "done")
