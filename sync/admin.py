@@ -16,6 +16,8 @@ from sync.models import (
     Defaults,
     MasterSettings,
     Region,
+    RegionRun,
+    SyncRun,
     SyncSchedule,
     Target,
 )
@@ -251,3 +253,52 @@ class SyncScheduleAdmin(AuditMixin, admin.ModelAdmin):
     @admin.display(description="last task")
     def last_task(self, schedule: SyncSchedule) -> str:
         return schedule.task or "—"
+
+
+class RegionRunInline(admin.StackedInline):
+    model = RegionRun
+    extra = 0
+    can_delete = False
+    fields = [
+        ("region", "state", "worker"),
+        ("started_at", "finished_at", "heartbeat_at"),
+        ("uploads", "replaces", "renames", "metadata_updates", "obsolete_updates", "warnings", "errors"),
+        ("images_done", "images_total", "bytes_done", "bytes_total", "current_image"),
+        "error",
+        "log",
+    ]
+    readonly_fields = [field for row in fields for field in (row if isinstance(row, tuple) else (row,))]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    """The run history, read-only: runs are started by the console, the API, schedules or the CLI."""
+
+    list_display = ["__str__", "trigger", "started_by", "regions_label", "state", "created_at", "finished_at"]
+    list_filter = ["state", "trigger", "dry_run"]
+    readonly_fields = [f.name for f in SyncRun._meta.fields]
+    inlines = [RegionRunInline]
+    actions = ["cancel_runs"]
+
+    @admin.display(description="regions")
+    def regions_label(self, run: SyncRun) -> str:
+        return ", ".join(run.regions)
+
+    @admin.action(description="Cancel the selected runs", permissions=["change"])
+    def cancel_runs(self, request, queryset):
+        from sync.runs import cancel_run
+
+        active = [run for run in queryset if not run.finished]
+        for run in active:
+            cancel_run(run)
+            AuditEntry.record(request.user, run, "change", ["cancel_requested"])
+        self.message_user(request, f"Cancel requested for {len(active)} run(s); finished runs are left as they are.")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

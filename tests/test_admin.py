@@ -221,3 +221,23 @@ def test_connection_failure_message_has_no_secret(admin_client):
     data = {"action": "test_connection", "_selected_action": [target.pk]}
     page = action_messages(admin_client.post(url, data, follow=True))
     assert "master: failed:" in page and SECRET not in page
+
+
+def test_the_run_history_shows_each_region_log_and_cancels_active_runs(admin_client):
+    from sync.models import RegionRun, SyncRun
+
+    active = SyncRun.objects.create(trigger="cli", regions=["Bilbao", "Malaga"], state="running")
+    RegionRun.objects.create(run=active, region="Bilbao", state="running", log="05:00:00 INFO Bilbao: Uploading x")
+    RegionRun.objects.create(run=active, region="Malaga")
+    done = SyncRun.objects.create(trigger="schedule", started_by="nightly", regions=["Sevilla"], state="done")
+    page = admin_client.get(reverse("admin:sync_syncrun_change", args=[active.pk])).content.decode()
+    assert "05:00:00 INFO Bilbao: Uploading x" in page
+    assert "Bilbao, Malaga" in admin_client.get(reverse("admin:sync_syncrun_changelist")).content.decode()
+    data = {"action": "cancel_runs", "_selected_action": [active.pk, done.pk]}
+    response = admin_client.post(reverse("admin:sync_syncrun_changelist"), data, follow=True)
+    assert "Cancel requested for 1 run(s)" in response.content.decode()
+    active.refresh_from_db()
+    assert active.cancel_requested and active.region_runs.get(region="Malaga").state == "cancelled"
+    done.refresh_from_db()
+    assert not done.cancel_requested
+    assert admin_client.get(reverse("admin:sync_syncrun_add")).status_code == 403

@@ -6,7 +6,9 @@ import signal
 from datetime import timedelta
 
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.models import Schedule
+from django_q.tasks import async_task
 
 from sync import runs
 from sync.clouds import cloud_from_url
@@ -59,18 +61,29 @@ def test_a_schedule_fires_once_after_the_cluster_missed_many_firings(cluster):
     assert Schedule.objects.get().next_run > timezone.now()
 
 
-def test_the_region_lock_holds_across_two_clusters(cluster):
+def test_the_region_lock_holds_across_two_clusters(cluster, demo_cloud):
+    cluster.env["GLANCESYNC_WORKERS"] = "1"  # one worker each: the second task must go to the other cluster
+    cluster.env["GLANCESYNC_CLOUD"] = f"files:{demo_cloud}?latency=1"  # the first sync lasts ~10 s
+    cluster.stop()
     cluster.start()
     first = SyncRun.objects.create(trigger="api", regions=["Bilbao"])
     second = SyncRun.objects.create(trigger="api", regions=["Bilbao"])
     for run in (first, second):  # both past start_run's check, as two racing requests could be
         RegionRun.objects.create(run=run, region="Bilbao")
     runs.dispatch(first.pk)
+    wait_for(lambda: first.region_runs.filter(state="running").exists(), what="the first region to start")
+    # A cluster takes up to two tasks beyond its busy workers (its queue of one, and one its pusher waits to
+    # put there): give the first cluster two harmless ones, so that only the second cluster can take run 2.
+    for _ in range(2):
+        async_task("sync.tasks.recover_interrupted")
+    wait_for(lambda: get_broker().queue_size() == 0, what="the first cluster to prefetch", cluster=cluster)
+    cluster.start()
     runs.dispatch(second.pk)
     wait_for(lambda: finished(first) and finished(second), timeout=120, what="both runs", cluster=cluster)
-    outcomes = sorted((r.state, r.error) for r in RegionRun.objects.all())
-    assert outcomes[0][0] == "done"
-    assert outcomes[1][0] == "failed" and outcomes[1][1].startswith("region busy: run #")
+    one, two = first.region_runs.get(), second.region_runs.get()
+    assert one.worker != two.worker
+    assert one.state == "done"
+    assert two.state == "failed" and two.error == f"region busy: run #{first.pk} is syncing it"
 
 
 def test_cancel_stops_the_running_region_and_drops_the_waiting_ones(cluster, demo_cloud):
