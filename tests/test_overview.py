@@ -4,7 +4,6 @@ Each test refreshes the snapshot first (the task the cluster runs), then reads t
 
 import base64
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -27,12 +26,8 @@ pytestmark = pytest.mark.django_db  # the pages look for a configuration in the 
 
 
 @pytest.fixture
-def cloud(tmp_path, settings):
-    folder = tmp_path / "demo-cloud"
-    shutil.copytree(DEMO / "cloud", folder)
-    settings.GLANCESYNC_CLOUD = f"files:{folder}"
-    settings.GLANCESYNC_CONFIG_FILE = str(DEMO_CONFIG)
-    return folder
+def cloud(demo_cloud):
+    return demo_cloud
 
 
 def text(html: str) -> str:

@@ -23,12 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def cloud(tmp_path, settings):
-    folder = tmp_path / "demo-cloud"
-    shutil.copytree(DEMO / "cloud", folder)
-    settings.GLANCESYNC_CLOUD = f"files:{folder}"
-    settings.GLANCESYNC_CONFIG_FILE = str(DEMO / "glancesync.conf")
-    return folder
+def cloud(demo_cloud):
+    return demo_cloud
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ GLANCESYNC_DB_ENGINE / GLANCESYNC_REDIS_URL variables select them), with a scrat
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,13 +17,9 @@ LEASE_SECONDS = 3
 
 
 @pytest.fixture
-def demo_cloud(tmp_path, settings):
-    folder = tmp_path / "demo-cloud"
-    shutil.copytree(DEMO / "cloud", folder)
-    settings.GLANCESYNC_CLOUD = f"files:{folder}"
-    settings.GLANCESYNC_CONFIG_FILE = str(DEMO / "glancesync.conf")
+def demo_cloud(demo_cloud, settings):
     settings.GLANCESYNC_LEASE_SECONDS = LEASE_SECONDS
-    return folder
+    return demo_cloud
 
 
 class Cluster:
