@@ -131,7 +131,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "sync:overview"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Internationalisation --------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
-"""Root URL configuration: the admin, then the sync app at the site root."""
+"""Root URL configuration: the admin, login/logout, then the sync app at the site root."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("sync.urls")),
 ]

@@ -425,6 +425,10 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("view_console", "Can see the console (statuses, runs, conflicts, backups)"),
+            ("operate_console", "Can start and cancel runs, resolve conflicts and make backups"),
+        ]
 
     def __str__(self) -> str:
         kind = "dry-run" if self.dry_run else "sync"
@@ -473,6 +477,11 @@ class RegionRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    @property
+    def log_tail(self) -> str:
+        """The last 40 log lines, what the live page shows (the admin has the whole log)."""
+        return "\n".join(self.log.splitlines()[-40:])
 
 
 class RegionLock(models.Model):

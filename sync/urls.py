@@ -10,4 +10,10 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     # <path:...>: region names of other targets contain ':' (partner:Lisbon).
     path("regions/<path:region>/", views.region_detail, name="region_detail"),
+    path("runs/", views.run_list, name="run_list"),
+    path("runs/start/", views.start_run, name="start_run"),
+    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
+    path("conflicts/", views.conflicts, name="conflicts"),
+    path("conflicts/decide/", views.decide_conflict, name="decide_conflict"),
 ]

@@ -1,18 +1,41 @@
-"""Read-only pages of the console, rendered from the status snapshot (ImageState) and the run history.
+"""Pages of the console, rendered from the status snapshot (ImageState) and the run history.
 
-They never call a cloud: the status refresh task and every run keep the snapshot up to date.
+They never call a cloud: the status refresh task and every run keep the snapshot up to date. Every page needs a
+login and the `view_console` permission (the viewer role); every change is a POST that needs `operate_console`
+(the operator role) and is audited.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
-from django.http import Http404
-from django.shortcuts import render
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
+from sync import runs
 from sync.engine.model import STATUSES
-from sync.models import ImageState, RegionRun, RegionSnapshot, StatusRefresh
+from sync.engine.status import checksum_status
+from sync.models import (
+    FINISHED_STATES,
+    AuditEntry,
+    ChecksumDecision,
+    ImageState,
+    RegionRun,
+    RegionSnapshot,
+    StatusRefresh,
+    SyncRun,
+    Target,
+)
+
+CONFLICT_STATUSES = ("error_checksum", "ok_stalled_checksum", "pending_rename", "pending_replace")
+POLL_STOP = 286  # htmx stops polling on this status
 
 # Bootstrap colour of each status badge; the badge always shows the status name too.
 STATUS_STYLES = {
@@ -53,8 +76,20 @@ def _last_runs(regions: list[str]) -> dict[str, RegionRun]:
     return {run.region: run for run in runs}
 
 
+def _require_viewer(request) -> None:
+    if not request.user.has_perm("sync.view_console"):
+        raise PermissionDenied("You need the viewer or operator role to see the console.")
+
+
+def _require_operator(request) -> None:
+    if not request.user.has_perm("sync.operate_console"):
+        raise PermissionDenied("You need the operator role for this.")
+
+
+@login_required
 def overview(request):
     """One row per region of every target, with the number of master images in each status."""
+    _require_viewer(request)
     refresh = StatusRefresh.objects.first()
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(RegionSnapshot.objects.all(), key=lambda s: (s.region != master_region, s.target != "master"))
@@ -87,8 +122,10 @@ def overview(request):
     return render(request, "sync/overview.html", context)
 
 
+@login_required
 def region_detail(request, region: str):
     """Every synchronisable master image with its latest known status in one region, and the region's runs."""
+    _require_viewer(request)
     snapshot = RegionSnapshot.objects.filter(region=region).first()
     if snapshot is None:
         raise Http404(f"unknown region {region}")
@@ -104,3 +141,175 @@ def region_detail(request, region: str):
         "runs": RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20],
     }
     return render(request, "sync/region.html", context)
+
+
+# -- runs --------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def start_run(request):
+    """Start a sync or dry run of the regions posted (`region`, repeated), then show it."""
+    _require_operator(request)
+    regions = [r for r in request.POST.getlist("region") if RegionSnapshot.objects.filter(region=r).exists()]
+    if not regions:
+        messages.error(request, "Choose at least one known region.")
+        return redirect(request.POST.get("next") or "sync:overview")
+    dry_run = request.POST.get("dry_run") == "1"
+    try:
+        run = runs.start_run(
+            regions, dry_run=dry_run, trigger=SyncRun.Trigger.CONSOLE, started_by=request.user.username
+        )
+    except runs.RegionBusy as busy:
+        messages.error(request, str(busy))
+        return redirect(request.POST.get("next") or "sync:overview")
+    AuditEntry.record(request.user, run, "create", ["regions", "dry_run"])
+    return redirect("sync:run_detail", run_id=run.pk)
+
+
+@login_required
+def run_list(request):
+    _require_viewer(request)
+    queryset = SyncRun.objects.all()
+    state, trigger = request.GET.get("state", ""), request.GET.get("trigger", "")
+    if state:
+        queryset = queryset.filter(state=state)
+    if trigger:
+        queryset = queryset.filter(trigger=trigger)
+    context = {
+        "runs": queryset[:100],
+        "state": state,
+        "trigger": trigger,
+        "states": SyncRun._meta.get_field("state").choices,
+        "triggers": SyncRun.Trigger.choices,
+    }
+    return render(request, "sync/run_list.html", context)
+
+
+@login_required
+def run_detail(request, run_id: int):
+    """A run's regions with progress bars and log tails; htmx polls the partial until the run ends."""
+    _require_viewer(request)
+    run = get_object_or_404(SyncRun, pk=run_id)
+    context = {"run": run, "region_runs": run.region_runs.all()}
+    if request.htmx:
+        response = render(request, "sync/_run_regions.html", context)
+        if run.finished:
+            response.status_code = POLL_STOP
+        return response
+    return render(request, "sync/run_detail.html", context)
+
+
+@login_required
+@require_POST
+def cancel_run(request, run_id: int):
+    _require_operator(request)
+    run = get_object_or_404(SyncRun, pk=run_id)
+    if run.state in FINISHED_STATES:
+        messages.info(request, f"Run #{run.pk} had already ended ({run.state}).")
+    else:
+        runs.cancel_run(run)
+        AuditEntry.record(request.user, run, "change", ["cancel_requested"])
+        messages.success(request, f"Run #{run.pk}: cancel requested; a running region stops at its next image.")
+    return redirect("sync:run_detail", run_id=run.pk)
+
+
+# -- conflicts ---------------------------------------------------------------------------------------------
+
+
+def _conflict_groups() -> list[dict]:
+    """Images whose region copy differs from the master, grouped by (target, region checksum)."""
+    targets = dict(RegionSnapshot.objects.values_list("region", "target"))
+    decisions = {(d.target.name, d.checksum): d for d in ChecksumDecision.objects.select_related("target")}
+    groups: dict[tuple[str, str], dict] = {}
+    for state in ImageState.objects.filter(status__in=CONFLICT_STATUSES).order_by("region_checksum", "region"):
+        target = targets.get(state.region, "master")
+        key = (target, state.region_checksum)
+        group = groups.setdefault(key, {"target": target, "checksum": state.region_checksum, "states": []})
+        group["states"].append({"state": state, "style": STATUS_STYLES[state.status]})
+        group["decision"] = decisions.get(key)
+    return [
+        g for g in groups.values() if g["decision"] or any(s["state"].status == "error_checksum" for s in g["states"])
+    ]
+
+
+@login_required
+def conflicts(request):
+    """Every checksum conflict, grouped by region checksum per target, with the three decisions and undo."""
+    _require_viewer(request)
+    context = {
+        "groups": _conflict_groups(),
+        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position"),
+        "actions": ChecksumDecision.Action.choices,
+        "configured": Target.objects.exists(),
+    }
+    template = "sync/_conflicts.html" if request.htmx else "sync/conflicts.html"
+    return render(request, template, context)
+
+
+def _apply_decisions(target: Target, checksum: str) -> int:
+    """Move the target's conflict rows with this checksum to the status the engine now gives them."""
+    policy = target.to_policy()
+    regions = RegionSnapshot.objects.filter(target=target.name).values_list("region", flat=True)
+    rows = ImageState.objects.filter(region__in=list(regions), status__in=CONFLICT_STATUSES)
+    if checksum != "any":
+        rows = rows.filter(region_checksum=checksum)
+    changed = 0
+    for row in rows:
+        status = checksum_status(row.region_checksum, policy)
+        if status != row.status:
+            ImageState.objects.filter(pk=row.pk).update(status=status)
+            changed += 1
+    return changed
+
+
+@login_required
+@require_POST
+def decide_conflict(request):
+    """Record a checksum decision for a target (the same row the admin edits), or undo it."""
+    _require_operator(request)
+    target = get_object_or_404(Target, name=request.POST.get("target", ""))
+    checksum, action = request.POST.get("checksum", "").strip(), request.POST.get("action", "")
+    if action == "undo":
+        decision = ChecksumDecision.objects.filter(target=target, checksum=checksum).first()
+        if decision is not None:
+            AuditEntry.record(request.user, decision, "delete")
+            decision.delete()
+    else:
+        error = _record_decision(request.user, target, checksum, action)
+        if error:
+            return _conflicts_response(request, error)
+    _apply_decisions(target, checksum)
+    return _conflicts_response(request, "")
+
+
+def _record_decision(user, target: Target, checksum: str, action: str) -> str:
+    """Create the decision; an error message instead when the input is refused."""
+    if action not in ChecksumDecision.Action.values:
+        return f"unknown action '{action}'"
+    decision = ChecksumDecision(target=target, checksum=checksum, action=action, created_by=user)
+    try:
+        decision.full_clean()
+        with transaction.atomic():
+            decision.save()
+    except ValidationError as error:
+        return "; ".join(error.messages)
+    except IntegrityError:
+        return f"target {target.name} already has a decision for checksum {checksum}"
+    AuditEntry.record(user, decision, "create", ["checksum", "action"])
+    return ""
+
+
+def _conflicts_response(request, error: str) -> HttpResponse:
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect(reverse("sync:conflicts"))
+    context = {
+        "groups": _conflict_groups(),
+        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position"),
+        "actions": ChecksumDecision.Action.choices,
+        "configured": True,
+        "error": error,
+    }
+    return render(request, "sync/_conflicts.html", context)  # 200: htmx swaps it, the error shows by the buttons

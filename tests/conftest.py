@@ -16,3 +16,33 @@ def demo_cloud(tmp_path, settings):
     settings.GLANCESYNC_CLOUD = f"files:{folder}"
     settings.GLANCESYNC_CONFIG_FILE = str(DEMO / "glancesync.conf")
     return folder
+
+
+def _user_with_role(django_user_model, name: str, role: str):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(name, password="unused-in-tests")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return _user_with_role(django_user_model, "vera", "viewer")
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return _user_with_role(django_user_model, "otto", "operator")
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client

@@ -71,7 +71,8 @@ def assert_no_secret(html: str) -> None:
 # --- overview -----------------------------------------------------------------------------------------------
 
 
-def test_it_shows_every_region_with_its_status_counts(client, cloud):
+def test_it_shows_every_region_with_its_status_counts(viewer_client, cloud):
+    client = viewer_client
     response, html = get(client, "/")
     assert response.status_code == 200
     rows = {row[0]: row for row in table_rows(html) if row}
@@ -87,21 +88,24 @@ def test_it_shows_every_region_with_its_status_counts(client, cloud):
     assert rows["Madrid master"][1] == "master"  # the master region's row comes first, marked
 
 
-def test_it_labels_each_status_column_with_its_name(client, cloud):
+def test_it_labels_each_status_column_with_its_name(viewer_client, cloud):
+    client = viewer_client
     _, html = get(client, "/")
     header = table_rows(html)[0]
     assert header == ["Region", "Target", *STATUSES, "Total", "Last run"]
     assert "Master region" in text(html) and "Madrid" in text(html)
 
 
-def test_it_links_every_region_to_its_page(client, cloud):
+def test_it_links_every_region_to_its_page(viewer_client, cloud):
+    client = viewer_client
     _, html = get(client, "/")
     for region in [*REGIONS, "Madrid"]:
         assert f'href="{reverse("sync:region_detail", args=[region])}"' in html
     assert 'href="/regions/partner:Lisbon/"' in html
 
 
-def test_it_never_shows_a_credential(client, cloud):
+def test_it_never_shows_a_credential(viewer_client, cloud):
+    client = viewer_client
     for url in ("/", "/regions/Bilbao/", "/regions/partner:Porto/"):
         response, html = get(client, url)
         assert response.status_code == 200
@@ -111,7 +115,8 @@ def test_it_never_shows_a_credential(client, cloud):
 # --- region page --------------------------------------------------------------------------------------------
 
 
-def test_it_lists_the_images_of_a_region_with_their_status(client, cloud):
+def test_it_lists_the_images_of_a_region_with_their_status(viewer_client, cloud):
+    client = viewer_client
     response, html = get(client, "/regions/Bilbao/")
     assert response.status_code == 200
     rows = {row[0]: row for row in table_rows(html) if row}
@@ -127,7 +132,8 @@ def test_it_lists_the_images_of_a_region_with_their_status(client, cloud):
     assert 'title="3221233664 bytes"' in html
 
 
-def test_it_accepts_region_names_with_a_target_prefix(client, cloud):
+def test_it_accepts_region_names_with_a_target_prefix(viewer_client, cloud):
+    client = viewer_client
     response, html = get(client, reverse("sync:region_detail", args=["partner:Lisbon"]))
     assert response.status_code == 200
     rows = {row[0]: row for row in table_rows(html) if row}
@@ -137,7 +143,8 @@ def test_it_accepts_region_names_with_a_target_prefix(client, cloud):
     assert "Target partner" in text(html)
 
 
-def test_it_shows_the_runs_of_a_region(client, cloud):
+def test_it_shows_the_runs_of_a_region(viewer_client, cloud):
+    client = viewer_client
     from sync.models import RegionRun, SyncRun
 
     run = SyncRun.objects.create(trigger="cli", started_by="ops", regions=["Bilbao"], state="done")
@@ -150,7 +157,8 @@ def test_it_shows_the_runs_of_a_region(client, cloud):
     assert f"failed sync #{run.pk}" in text(html)
 
 
-def test_it_answers_404_for_an_unknown_region_or_target(client, cloud):
+def test_it_answers_404_for_an_unknown_region_or_target(viewer_client, cloud):
+    client = viewer_client
     assert client.get("/regions/Nowhere/").status_code == 404
     assert client.get("/regions/nobody:Lisbon/").status_code == 404
     assert client.get("/regions/partner:Bilbao/").status_code == 404
@@ -159,7 +167,8 @@ def test_it_answers_404_for_an_unknown_region_or_target(client, cloud):
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-def test_it_explains_a_missing_cloud_folder(client, cloud, settings):
+def test_it_explains_a_missing_cloud_folder(viewer_client, cloud, settings):
+    client = viewer_client
     settings.GLANCESYNC_CLOUD = f"files:{cloud}-gone"
     response, html = get(client, "/")
     assert response.status_code == 200
@@ -169,7 +178,8 @@ def test_it_explains_a_missing_cloud_folder(client, cloud, settings):
     assert client.get("/regions/Bilbao/").status_code == 404  # never computed
 
 
-def test_it_explains_a_broken_master_region_file(client, cloud):
+def test_it_explains_a_broken_master_region_file(viewer_client, cloud):
+    client = viewer_client
     (cloud / "backup_Madrid.csv").write_text("Madrid,image,1,active,big,c,o,True,{}\r\n")
     response, html = get(client, "/")
     assert response.status_code == 200
@@ -178,7 +188,8 @@ def test_it_explains_a_broken_master_region_file(client, cloud):
     assert_no_secret(html)
 
 
-def test_it_shows_a_broken_region_in_its_row_only(client, cloud):
+def test_it_shows_a_broken_region_in_its_row_only(viewer_client, cloud):
+    client = viewer_client
     (cloud / "backup_Zaragoza.csv").write_text("Zaragoza,too,few,columns\r\n")
     response, html = get(client, "/")
     assert response.status_code == 200
@@ -188,7 +199,8 @@ def test_it_shows_a_broken_region_in_its_row_only(client, cloud):
     assert rows["Bilbao"][-2] == "21"
 
 
-def test_it_explains_a_bad_configuration_without_its_password(client, cloud, settings, tmp_path):
+def test_it_explains_a_bad_configuration_without_its_password(viewer_client, cloud, settings, tmp_path):
+    client = viewer_client
     password = "demo-only-not-a-real-password"
     config = tmp_path / "glancesync.conf"
     config.write_text(
@@ -204,7 +216,8 @@ def test_it_explains_a_bad_configuration_without_its_password(client, cloud, set
     assert_no_secret(html.replace(str(config), ""))
 
 
-def test_it_explains_a_missing_configuration_file(client, cloud, settings, tmp_path):
+def test_it_explains_a_missing_configuration_file(viewer_client, cloud, settings, tmp_path):
+    client = viewer_client
     settings.GLANCESYNC_CONFIG_FILE = str(tmp_path / "missing.conf")
     response, html = get(client, "/")
     assert response.status_code == 200
@@ -212,7 +225,8 @@ def test_it_explains_a_missing_configuration_file(client, cloud, settings, tmp_p
     assert f"config file {tmp_path / 'missing.conf'} not found" in html
 
 
-def test_it_explains_an_unavailable_cloud_driver(client, cloud, settings):
+def test_it_explains_an_unavailable_cloud_driver(viewer_client, cloud, settings):
+    client = viewer_client
     settings.GLANCESYNC_CLOUD = "nosuchcloud"
     response, html = get(client, "/")
     assert response.status_code == 200
@@ -220,7 +234,9 @@ def test_it_explains_an_unavailable_cloud_driver(client, cloud, settings):
     assert "unknown cloud &#x27;nosuchcloud&#x27;" in html
 
 
-def test_it_hides_a_password_quoted_by_an_unexpected_error(client, cloud, monkeypatch):
+def test_it_hides_a_password_quoted_by_an_unexpected_error(viewer_client, cloud, monkeypatch):
+    client = viewer_client
+
     class LeakyCloud:
         def session(self, target):
             raise RuntimeError(f"cannot log in as {target.user} with {target.password}")
@@ -233,7 +249,8 @@ def test_it_hides_a_password_quoted_by_an_unexpected_error(client, cloud, monkey
     assert_no_secret(html)
 
 
-def test_it_reads_the_database_configuration_once_it_has_a_master_region(client, cloud, settings, tmp_path):
+def test_it_reads_the_database_configuration_once_it_has_a_master_region(viewer_client, cloud, settings, tmp_path):
+    client = viewer_client
     from django.core.management import call_command
 
     from sync.models import MasterSettings
@@ -245,3 +262,23 @@ def test_it_reads_the_database_configuration_once_it_has_a_master_region(client,
     response, html = get(client, reverse("sync:overview"))
     assert response.status_code == 200
     assert all(region in html for region in REGIONS)
+
+
+def test_it_asks_anonymous_users_to_log_in(client, cloud):
+    for url in ("/", "/regions/Bilbao/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_it_refuses_a_user_without_a_role(client, cloud, django_user_model):
+    client.force_login(django_user_model.objects.create_user("nobody"))
+    assert client.get("/").status_code == 403
+
+
+def test_it_shows_the_run_buttons_to_operators_only(viewer_client, operator, cloud):
+    _, html = get(viewer_client, "/regions/Bilbao/")
+    assert "Sync this region" not in html
+    viewer_client.force_login(operator)
+    _, html = get(viewer_client, "/regions/Bilbao/")
+    assert "Sync this region" in html and "Dry-run this region" in html

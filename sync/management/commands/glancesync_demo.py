@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.clouds import FILES_SCHEME
+from sync.dbconfig import database_configured
+from sync.models import MasterSettings
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_CLOUD = DEMO_DIR / "cloud"
@@ -48,6 +55,12 @@ class Command(BaseCommand):
             "else <GLANCESYNC_DATA_DIR>/demo-cloud)",
         )
         parser.add_argument(
+            "--console",
+            action="store_true",
+            help="also prepare the console on the embedded default (SQLite, files: cloud): import the demo "
+            "configuration into the database and create a demo operator account, unless there are already ones",
+        )
+        parser.add_argument(
             "--reset",
             action="store_true",
             help="remove the demo folder first (only if it holds nothing but backup_*.csv files)",
@@ -64,7 +77,30 @@ class Command(BaseCommand):
         else:
             copied = _copy_demo(path)
             self.stdout.write(f"Demo cloud copied to {path} ({copied} region files).")
-        self._hints(path)
+        if options["console"]:
+            self._prepare_console(path)
+        else:
+            self._hints(path)
+
+    def _prepare_console(self, path: Path) -> None:
+        """Configuration in the database and a first account, only on the embedded default and only once."""
+        if not _embedded_default() or console_cloud_folder() != path:
+            self.stdout.write("Not the embedded default (SQLite and this demo cloud): the console is left as it is.")
+            return
+        if not database_configured():
+            call_command("import_glancesync_conf", str(DEMO_CONFIG), stdout=io.StringIO())
+            MasterSettings.objects.filter(pk=1).update(cloud=f"{FILES_SCHEME}{path}")
+            self.stdout.write("Demo configuration imported into the database (edit it in the admin).")
+        user_model = get_user_model()
+        if not user_model.objects.exists():
+            password = secrets.token_urlsafe(12)
+            user = user_model.objects.create_user("demo", password=password, is_staff=True)
+            user.groups.add(Group.objects.get(name="operator"))
+            user.user_permissions.add(*Permission.objects.filter(content_type__app_label="sync"))
+            self.stdout.write(
+                f"Demo operator account created: user 'demo', password '{password}' "
+                "(shown once; `python manage.py changepassword demo` sets another)."
+            )
 
     def _hints(self, path: Path) -> None:
         config = _shown(DEMO_CONFIG)
@@ -82,6 +118,11 @@ class Command(BaseCommand):
                 f"The console reads GLANCESYNC_CONFIG={settings.GLANCESYNC_CONFIG_FILE}; "
                 f"the demo's configuration is {DEMO_CONFIG}."
             )
+
+
+def _embedded_default() -> bool:
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return engine.endswith("sqlite3") and settings.GLANCESYNC_CLOUD.startswith(FILES_SCHEME)
 
 
 def _has_backups(path: Path) -> bool:

@@ -1,0 +1,90 @@
+"""The conflicts page: checksum conflicts grouped per target and checksum, decisions and their undo."""
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from sync.models import AuditEntry, ChecksumDecision, ImageState, MasterSettings
+from sync.tasks import refresh_status
+
+pytestmark = pytest.mark.django_db
+DEMO_CONF = "sync/demo/glancesync.conf"
+
+
+@pytest.fixture
+def configured(demo_cloud, settings, tmp_path):
+    """The demo configuration in the database (decisions live there), and the snapshot computed."""
+    call_command("import_glancesync_conf", DEMO_CONF, stdout=None)
+    MasterSettings.objects.filter(pk=1).update(cloud=f"files:{demo_cloud}")
+    refresh_status()
+
+
+def conflict_checksums() -> list[tuple[str, str, str]]:
+    return sorted(
+        ImageState.objects.filter(status="error_checksum").values_list("region", "image_name", "region_checksum")
+    )
+
+
+def decide(client, checksum, action, target="master", htmx=True):
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    data = {"target": target, "checksum": checksum, "action": action}
+    return client.post(reverse("sync:decide_conflict"), data, **headers)
+
+
+def test_it_lists_the_conflicts_grouped_by_checksum(viewer_client, configured):
+    conflicts = conflict_checksums()
+    assert conflicts, "the demo has checksum conflicts"
+    page = viewer_client.get(reverse("sync:conflicts")).content.decode()
+    for _region, image, checksum in conflicts:
+        assert image in page and checksum in page
+    assert "Rename old &amp; replace" not in page  # viewers see no buttons
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [("dontupdate", "ok_stalled_checksum"), ("rename", "pending_rename"), ("replace", "pending_replace")],
+)
+def test_a_decision_moves_the_rows_and_undo_moves_them_back(operator_client, configured, action, status):
+    region, image, checksum = conflict_checksums()[0]
+    response = decide(operator_client, checksum, action)
+    assert response.status_code == 200 and "Not recorded" not in response.content.decode()
+    assert "<html" not in response.content.decode()  # the htmx partial, swapped in place
+    assert ImageState.objects.get(region=region, image_name=image).status == status
+    decision = ChecksumDecision.objects.get(checksum=checksum)
+    assert (decision.action, decision.created_by.username) == (action, "otto")
+    assert "Undo this decision" in response.content.decode()
+    decide(operator_client, checksum, "undo")
+    assert ImageState.objects.get(region=region, image_name=image).status == "error_checksum"
+    assert not ChecksumDecision.objects.filter(checksum=checksum).exists()
+    mine = AuditEntry.objects.filter(username="otto", model="checksumdecision").order_by("id")
+    assert [e.action for e in mine] == ["create", "delete"]
+
+
+def test_the_next_status_refresh_agrees_with_the_decision(operator_client, configured):
+    region, image, checksum = conflict_checksums()[0]
+    decide(operator_client, checksum, "rename")
+    refresh_status()  # the engine, reading the decision from the database
+    assert ImageState.objects.get(region=region, image_name=image).status == "pending_rename"
+
+
+def test_it_refuses_bad_input_next_to_the_buttons(operator_client, configured):
+    before = ChecksumDecision.objects.count()
+    response = decide(operator_client, "not a checksum!", "rename")
+    assert response.status_code == 200 and "Not recorded:" in response.content.decode()
+    response = decide(operator_client, conflict_checksums()[0][2], "explode")
+    assert "Not recorded: unknown action" in response.content.decode()
+    assert decide(operator_client, "abc", "rename", target="nobody").status_code == 404
+    assert ChecksumDecision.objects.count() == before
+
+
+def test_it_works_without_javascript(operator_client, configured):
+    checksum = conflict_checksums()[0][2]
+    response = decide(operator_client, checksum, "replace", htmx=False)
+    assert response.status_code == 302 and response["Location"] == reverse("sync:conflicts")
+    assert ChecksumDecision.objects.get(checksum=checksum).action == "replace"
+
+
+def test_viewers_cannot_decide(viewer_client, configured):
+    checksum = conflict_checksums()[0][2]
+    assert decide(viewer_client, checksum, "rename").status_code == 403
+    assert not ChecksumDecision.objects.filter(checksum=checksum).exists()
