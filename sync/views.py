@@ -211,6 +211,8 @@ def cancel_run(request, run_id: int):
         runs.cancel_run(run)
         AuditEntry.record(request.user, run, "change", ["cancel_requested"])
         messages.success(request, f"Run #{run.pk}: cancel requested; a running region stops at its next image.")
+    if request.htmx:  # the polled part of the page, re-rendered in place
+        return render(request, "sync/_run_regions.html", {"run": run, "region_runs": run.region_runs.all()})
     return redirect("sync:run_detail", run_id=run.pk)
 
 

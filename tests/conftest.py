@@ -18,22 +18,33 @@ def demo_cloud(tmp_path, settings):
     return folder
 
 
-def _user_with_role(django_user_model, name: str, role: str):
-    from django.contrib.auth.models import Group
+ROLE_PERMISSIONS = {"viewer": ["view_console"], "operator": ["view_console", "operate_console"]}
 
-    user = django_user_model.objects.create_user(name, password="unused-in-tests")
-    user.groups.add(Group.objects.get(name=role))
+
+def role_group(role: str):
+    """The role's group, made again if a transactional test flushed the one the migration created."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, created = Group.objects.get_or_create(name=role)
+    if created:
+        group.permissions.add(*Permission.objects.filter(codename__in=ROLE_PERMISSIONS[role]))
+    return group
+
+
+def user_with_role(django_user_model, name: str, role: str, password: str = "unused-in-tests"):
+    user = django_user_model.objects.create_user(name, password=password)
+    user.groups.add(role_group(role))
     return user
 
 
 @pytest.fixture
 def viewer(django_user_model):
-    return _user_with_role(django_user_model, "vera", "viewer")
+    return user_with_role(django_user_model, "vera", "viewer")
 
 
 @pytest.fixture
 def operator(django_user_model):
-    return _user_with_role(django_user_model, "otto", "operator")
+    return user_with_role(django_user_model, "otto", "operator")
 
 
 @pytest.fixture

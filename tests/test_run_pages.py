@@ -106,3 +106,13 @@ def test_the_pages_need_a_login(client):
     for name, args in (("run_list", []), ("run_detail", [1]), ("conflicts", [])):
         response = client.get(reverse(f"sync:{name}", args=args))
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_the_cancel_button_swaps_the_live_part_and_disappears_once_ended(operator_client, enqueued):
+    run = SyncRun.objects.create(trigger="cli", regions=["Bilbao"], state="queued")
+    RegionRun.objects.create(run=run, region="Bilbao")
+    page = operator_client.get(reverse("sync:run_detail", args=[run.pk])).content.decode()
+    assert "Cancel this run" in page and "hx-confirm" in page
+    response = operator_client.post(reverse("sync:cancel_run", args=[run.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and "<html" not in response.content.decode()
+    assert "Cancel this run" not in response.content.decode()  # the run has ended: cancelled

@@ -1,68 +1,17 @@
 """A real `manage.py qcluster` process on the test database (SQLite file, or PostgreSQL + Redis when the
 GLANCESYNC_DB_ENGINE / GLANCESYNC_REDIS_URL variables select them), with a scratch copy of the demo cloud."""
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "sync" / "demo"
-LEASE_SECONDS = 3
+from tests.cluster import LEASE_SECONDS, Cluster
 
 
 @pytest.fixture
 def demo_cloud(demo_cloud, settings):
     settings.GLANCESYNC_LEASE_SECONDS = LEASE_SECONDS
     return demo_cloud
-
-
-class Cluster:
-    """Start `manage.py qcluster` processes on the test database; stop them all at the end."""
-
-    def __init__(self, tmp_path: Path, cloud_url: str) -> None:
-        from django.db import connection
-
-        self.tmp_path = tmp_path
-        self.env = dict(
-            os.environ,
-            GLANCESYNC_DB_NAME=str(connection.settings_dict["NAME"]),
-            GLANCESYNC_CLOUD=cloud_url,
-            GLANCESYNC_CONFIG=str(DEMO / "glancesync.conf"),
-            GLANCESYNC_LEASE_SECONDS=str(LEASE_SECONDS),
-            GLANCESYNC_WORKERS="4",
-        )
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self) -> subprocess.Popen:
-        log = open(self.tmp_path / f"qcluster-{len(self.processes)}.log", "w")  # noqa: SIM115 (closed by the process end)
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        self.processes.append(process)
-        return process
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.tmp_path.glob("qcluster-*.log")))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()  # the cluster's main process stops its workers itself (~2 s)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            with contextlib.suppress(ProcessLookupError):  # a worker its main process left behind
-                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -77,14 +26,3 @@ def cluster(transactional_db, tmp_path, demo_cloud, settings):
     running.start()
     yield running
     running.stop()
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "the condition", cluster: Cluster | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    logs = cluster.logs()[-3000:] if cluster else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs}")

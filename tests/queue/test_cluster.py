@@ -15,7 +15,7 @@ from sync.clouds import cloud_from_url
 from sync.clouds.base import UPLOAD_MARKER
 from sync.forms import SyncScheduleForm
 from sync.models import RegionRun, SyncRun
-from tests.queue.conftest import LEASE_SECONDS, wait_for
+from tests.cluster import LEASE_SECONDS, wait_for
 
 REGIONS = ["Bilbao", "Malaga", "Sevilla", "Valencia"]
 

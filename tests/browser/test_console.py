@@ -1,0 +1,54 @@
+"""The console in a real browser: log in, overview, conflicts, a sync watched live, all without reloading."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import user_with_role
+
+pytestmark = pytest.mark.browser
+
+
+def test_an_operator_resolves_a_conflict_and_watches_a_sync(page, artifacts):
+    expect(page.get_by_role("heading", name="Regions")).to_be_visible()
+    expect(page.get_by_role("link", name="Bilbao", exact=True)).to_be_visible()
+    page.screenshot(path=artifacts / "overview.png", full_page=True)
+
+    page.get_by_role("link", name="Conflicts").click()
+    first = page.locator("section.card").filter(has=page.get_by_role("button", name="Rename old & replace")).first
+    image = first.locator("tbody td").first.inner_text()
+    first.get_by_role("button", name="Rename old & replace").click()  # hx-confirm, accepted by the fixture
+    decided = page.locator("section.card").filter(has_text=image).filter(has_text="Decided: rename")
+    expect(decided.first).to_be_visible()
+    expect(decided.first.get_by_text("pending_rename").first).to_be_visible()
+    page.screenshot(path=artifacts / "conflicts.png", full_page=True)
+
+    page.get_by_role("link", name="Regions").click()
+    page.get_by_role("link", name="Bilbao", exact=True).click()
+    page.get_by_role("button", name="Sync this region").click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
+    region = page.get_by_role("region", name="Region Bilbao")
+    expect(region.get_by_text("done", exact=True)).to_be_visible(timeout=60_000)
+    expect(region.get_by_role("progressbar", name="Images of Bilbao")).to_have_attribute("aria-valuenow", "100")
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=artifacts / "run.png", full_page=True)
+
+    page.get_by_role("link", name="Bilbao", exact=True).click()
+    expect(page.get_by_role("cell", name="pending_upload")).to_have_count(0)
+    page.screenshot(path=artifacts / "region.png", full_page=True)
+
+
+def test_a_viewer_sees_no_buttons_on_a_phone(browser, console, django_user_model, artifacts):
+    user_with_role(django_user_model, "vera", "viewer", "viewer-password")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(console + "/regions/Bilbao/")
+    page.get_by_label("Username").fill("vera")
+    page.get_by_label("Password").fill("viewer-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Region Bilbao")).to_be_visible()
+    expect(page.get_by_role("button", name="Sync this region")).to_have_count(0)
+    page.screenshot(path=artifacts / "region-phone.png", full_page=True)
+    context.close()
