@@ -15,5 +15,6 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
     path("conflicts/", views.conflicts, name="conflicts"),
+    path("schedules/", views.schedules, name="schedules"),
     path("conflicts/decide/", views.decide_conflict, name="decide_conflict"),
 ]

@@ -31,6 +31,7 @@ from sync.models import (
     RegionSnapshot,
     StatusRefresh,
     SyncRun,
+    SyncSchedule,
     Target,
 )
 
@@ -315,3 +316,19 @@ def _conflicts_response(request, error: str) -> HttpResponse:
         "error": error,
     }
     return render(request, "sync/_conflicts.html", context)  # 200: htmx swaps it, the error shows by the buttons
+
+
+# -- schedules ---------------------------------------------------------------------------------------------
+
+
+@login_required
+def schedules(request):
+    """The sync schedules with their next run and the result of their last firing; edited in the admin."""
+    _require_viewer(request)
+    from django_q.models import Task
+
+    rows = list(SyncSchedule.objects.order_by("next_run"))
+    last_tasks = Task.objects.filter(id__in=[s.task for s in rows if s.task]).only("id", "result", "success", "stopped")
+    by_id = {task.id: task for task in last_tasks}
+    context = {"rows": [{"schedule": s, "options": s.options(), "last": by_id.get(s.task)} for s in rows]}
+    return render(request, "sync/schedules.html", context)
