@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -575,3 +576,31 @@ class SyncSchedule(Schedule):
         except (SyntaxError, ValueError):
             return {}
         return value if isinstance(value, dict) else {}
+
+
+class Backup(models.Model):
+    """A backup of region listings in the original's CSV format: files in <DATA_DIR>/backups/<folder>/."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    regions = models.JSONField(default=list, help_text="The regions asked for; the master region is always added.")
+    state = models.CharField(max_length=12, choices=RunState.choices, default=RunState.QUEUED)
+    folder = models.CharField(max_length=100, unique=True)
+    size = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"backup {self.folder}"
+
+    @property
+    def path(self) -> Path:
+        return Path(settings.DATA_DIR) / "backups" / self.folder
+
+    def files(self) -> list[Path]:
+        """The backup's CSV files, sorted; only plain files directly in its folder."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.is_file() and p.name.endswith(".csv"))

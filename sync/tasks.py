@@ -15,11 +15,11 @@ from django.db import connection
 from django.utils import timezone
 
 from sync import runs
-from sync.connect import ConsoleError, build_engine
+from sync.connect import ConsoleError, build_engine, safe_message
 from sync.engine.glancesync import GlanceSync, RegionResult
 from sync.engine.regions import build_region_list
 from sync.engine.reporter import Cancelled, Reporter
-from sync.models import RegionRun, RunState, StatusRefresh, SyncRun
+from sync.models import Backup, RegionRun, RunState, StatusRefresh, SyncRun
 from sync.snapshot import all_regions, refresh_region, refresh_regions
 
 logger = logging.getLogger(__name__)
@@ -221,3 +221,27 @@ def recover_interrupted() -> str:
     """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted."""
     recovered = runs.recover_interrupted()
     return f"{len(recovered)} interrupted region runs recovered" if recovered else "nothing to recover"
+
+
+def make_backup(backup_id: int) -> str:
+    """Write the listing of each region of the backup (and the master region) as the original's CSV files."""
+    if not Backup.objects.filter(pk=backup_id, state=RunState.QUEUED).update(state=RunState.RUNNING):
+        return f"backup {backup_id} was not waiting any more: nothing done"
+    backup = Backup.objects.get(pk=backup_id)
+    try:
+        engine = build_engine()
+    except ConsoleError as error:
+        Backup.objects.filter(pk=backup_id).update(state=RunState.FAILED, error=str(error))
+        return f"backup {backup.folder} failed: {error}"
+    backup.path.mkdir(parents=True, exist_ok=True)
+    regions = list(dict.fromkeys([engine.config.master_region, *backup.regions]))
+    problems = []
+    for region in regions:
+        try:
+            engine.backup_region(region, str(backup.path))
+        except Exception as error:  # one unreadable region: the others are still backed up
+            problems.append(f"{region}: {safe_message(error, engine.config)}")
+    size = sum(path.stat().st_size for path in backup.files())
+    state = RunState.FAILED if problems else RunState.DONE
+    Backup.objects.filter(pk=backup_id).update(state=state, size=size, error="\n".join(problems))
+    return f"backup {backup.folder}: {len(regions) - len(problems)} of {len(regions)} regions written"

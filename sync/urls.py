@@ -16,5 +16,10 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
     path("conflicts/", views.conflicts, name="conflicts"),
     path("schedules/", views.schedules, name="schedules"),
+    path("backups/", views.backups, name="backups"),
+    path("backups/make/", views.make_backup, name="make_backup"),
+    path("backups/<int:backup_id>/zip/", views.backup_zip, name="backup_zip"),
+    path("backups/<int:backup_id>/delete/", views.delete_backup, name="delete_backup"),
+    path("backups/<int:backup_id>/files/<str:name>", views.backup_file, name="backup_file"),
     path("conflicts/decide/", views.decide_conflict, name="decide_conflict"),
 ]

@@ -7,14 +7,19 @@ login and the `view_console` permission (the viewer role); every change is a POS
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import tempfile
+import zipfile
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,6 +30,7 @@ from sync.engine.status import checksum_status
 from sync.models import (
     FINISHED_STATES,
     AuditEntry,
+    Backup,
     ChecksumDecision,
     ImageState,
     RegionRun,
@@ -332,3 +338,98 @@ def schedules(request):
     by_id = {task.id: task for task in last_tasks}
     context = {"rows": [{"schedule": s, "options": s.options(), "last": by_id.get(s.task)} for s in rows]}
     return render(request, "sync/schedules.html", context)
+
+
+# -- backups -----------------------------------------------------------------------------------------------
+
+
+def _backups_context() -> dict:
+    backups = list(Backup.objects.all()[:50])
+    return {
+        "backups": backups,
+        "active": any(not backup_is_finished(b) for b in backups),
+        "regions": list(RegionSnapshot.objects.values_list("region", flat=True)),
+    }
+
+
+def backup_is_finished(backup: Backup) -> bool:
+    return backup.state in FINISHED_STATES
+
+
+@login_required
+def backups(request):
+    """Backups with their files; the list polls while one is being written."""
+    _require_viewer(request)
+    context = _backups_context()
+    if request.htmx:
+        response = render(request, "sync/_backups.html", context)
+        if not context["active"]:
+            response.status_code = POLL_STOP
+        return response
+    return render(request, "sync/backups.html", context)
+
+
+@login_required
+@require_POST
+def make_backup(request):
+    """Queue a backup of the chosen regions (none chosen: every region), the master region included."""
+    _require_operator(request)
+    from django.utils import timezone
+    from django_q.tasks import async_task
+
+    known = set(RegionSnapshot.objects.values_list("region", flat=True))
+    regions = [r for r in request.POST.getlist("region") if r in known] or sorted(known)
+    folder = timezone.now().strftime("backup_glance_%Y%m%dT%H%M%S_") + secrets.token_hex(3)
+    backup = Backup.objects.create(created_by=request.user.get_username(), regions=regions, folder=folder)
+    AuditEntry.record(request.user, backup, "create", ["regions"])
+    transaction.on_commit(lambda: async_task("sync.tasks.make_backup", backup.pk, task_name=f"backup {folder}"))
+    messages.success(request, f"Backup of {len(regions)} region(s) queued.")
+    return redirect("sync:backups")
+
+
+def _backup_file(backup: Backup, name: str) -> Path:
+    """One of the backup's own files; any other name (../, another folder) is not found."""
+    for path in backup.files():
+        if path.name == name:
+            return path
+    raise Http404("no such file in this backup")
+
+
+@login_required
+def backup_file(request, backup_id: int, name: str):
+    _require_viewer(request)
+    path = _backup_file(get_object_or_404(Backup, pk=backup_id), name)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="text/csv")
+
+
+@login_required
+def backup_zip(request, backup_id: int):
+    """The whole backup as one zip of its CSV files, in a folder named like the original's backups."""
+    _require_viewer(request)
+    backup = get_object_or_404(Backup, pk=backup_id)
+    files = backup.files()
+    if not files:
+        raise Http404("this backup has no file")
+    archive = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (FileResponse closes it)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in files:
+            zipped.write(path, f"{backup.folder}/{path.name}")
+    archive.seek(0)
+    return FileResponse(archive, as_attachment=True, filename=f"{backup.folder}.zip", content_type="application/zip")
+
+
+@login_required
+@require_POST
+def delete_backup(request, backup_id: int):
+    _require_operator(request)
+    backup = get_object_or_404(Backup, pk=backup_id)
+    if not backup_is_finished(backup):
+        messages.error(request, "This backup is still being written; delete it once it has ended.")
+        return redirect("sync:backups")
+    AuditEntry.record(request.user, backup, "delete")
+    shutil.rmtree(backup.path, ignore_errors=True)
+    backup.delete()
+    if request.htmx:  # the list, re-rendered in place
+        return render(request, "sync/_backups.html", _backups_context())
+    messages.success(request, f"Backup {backup.folder} deleted.")
+    return redirect("sync:backups")
