@@ -504,6 +504,7 @@ class RegionSnapshot(models.Model):
     target = models.CharField(max_length=100)
     computed_at = models.DateTimeField()
     error = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True, help_text="The engine's warnings for this region.")
 
     class Meta:
         ordering = ["region"]
@@ -524,6 +525,9 @@ class ImageState(models.Model):
     region_checksum = models.CharField(max_length=255, blank=True)
     size = models.BigIntegerField(default=0)
     position = models.PositiveIntegerField(default=0, help_text="The engine's (size, name) order.")
+    changes = models.JSONField(
+        default=list, blank=True, help_text="For pending_metadata: [[field, before, after], ...] a sync would apply."
+    )
     computed_at = models.DateTimeField()
 
     class Meta:

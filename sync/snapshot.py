@@ -7,8 +7,11 @@ from django.utils import timezone
 
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync
-from sync.engine.regions import parse_region
+from sync.engine.model import Image
+from sync.engine.regions import RegionRef, parse_region
+from sync.engine.reporter import RecordingReporter
 from sync.engine.status import ImageStatus
+from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
 
 
@@ -32,27 +35,66 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
 def refresh_region(engine: GlanceSync, region: str) -> str:
     """Store one region's statuses (one listing of the region); on failure keep the old rows, store why."""
     ref = parse_region(region, engine.config)
+    reporter = RecordingReporter()
     try:
-        statuses = engine.region_status(ref)
+        listing = engine.session(ref.target).list_images(ref.name)
+        statuses, region_map = engine.statuses(ref, listing, reporter)
+        changes = metadata_changes(engine, ref, statuses, region_map)
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         RegionSnapshot.objects.update_or_create(
             region=ref.fullname, defaults={"target": ref.target, "computed_at": timezone.now(), "error": message}
         )
         return message
-    store_statuses(ref.fullname, ref.target, statuses)
+    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages())
     return ""
 
 
-def store_statuses(region: str, target: str, statuses: list[ImageStatus]) -> None:
+def metadata_changes(
+    engine: GlanceSync, ref: RegionRef, statuses: list[ImageStatus], region_map: dict[str, Image]
+) -> dict[str, list[list]]:
+    """For each image pending_metadata: the [field, before, after] a sync would write (the engine's update)."""
+    target = engine.config.targets[ref.target]
+    changes = {}
+    for entry in statuses:
+        if entry.status != "pending_metadata" or entry.region_image is None:
+            continue
+        before = entry.region_image
+        after = updated_metadata(before, entry.master, target, region_map, ref.fullname, RecordingReporter())
+        diff = [["visibility", _visibility(before), _visibility(after)]] if before.is_public != after.is_public else []
+        for key in sorted(set(before.user_properties) | set(after.user_properties)):
+            old, new = before.user_properties.get(key), after.user_properties.get(key)
+            if old != new:
+                diff.append([key, _shown(old), _shown(new)])
+        changes[entry.master.name] = diff
+    return changes
+
+
+def _visibility(image: Image) -> str:
+    return "public" if image.is_public else "private"
+
+
+def _shown(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def store_statuses(
+    region: str,
+    target: str,
+    statuses: list[ImageStatus],
+    changes: dict[str, list[list]] | None = None,
+    warnings: list[str] | None = None,
+) -> None:
     now = timezone.now()
     rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
+    for row in rows:
+        row.changes = (changes or {}).get(row.image_name, [])
     with transaction.atomic():
         # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
         ImageState.objects.filter(region=region).delete()
         ImageState.objects.bulk_create(rows, batch_size=500)
         RegionSnapshot.objects.update_or_create(
-            region=region, defaults={"target": target, "computed_at": now, "error": ""}
+            region=region, defaults={"target": target, "computed_at": now, "error": "", "warnings": warnings or []}
         )
 
 

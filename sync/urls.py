@@ -16,6 +16,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
     path("conflicts/", views.conflicts, name="conflicts"),
     path("schedules/", views.schedules, name="schedules"),
+    path("preview/", views.preview, name="preview"),
     path("backups/", views.backups, name="backups"),
     path("backups/make/", views.make_backup, name="make_backup"),
     path("backups/<int:backup_id>/zip/", views.backup_zip, name="backup_zip"),

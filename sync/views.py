@@ -41,6 +41,19 @@ from sync.models import (
     Target,
 )
 
+# What a sync does with an image in each status (the region page's "planned action" column).
+PLANNED_ACTIONS = {
+    "ok": "nothing",
+    "ok_stalled_checksum": "nothing (kept on purpose)",
+    "pending_metadata": "update visibility / properties",
+    "pending_upload": "upload",
+    "pending_replace": "upload, then delete the old copy",
+    "pending_rename": "upload, then rename the old copy to <name>.old",
+    "pending_ami": "point at the kernel / ramdisk copies",
+    "error_checksum": "nothing until a decision is made (see Conflicts)",
+    "error_ami": "nothing: its kernel or ramdisk is not synchronised",
+}
+UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
 CONFLICT_STATUSES = ("error_checksum", "ok_stalled_checksum", "pending_rename", "pending_replace")
 POLL_STOP = 286  # htmx stops polling on this status
 
@@ -137,7 +150,15 @@ def region_detail(request, region: str):
     if snapshot is None:
         raise Http404(f"unknown region {region}")
     states = list(ImageState.objects.filter(region=region).order_by("position"))
-    images = [{"state": s, "style": STATUS_STYLES[s.status], "help": STATUS_HELP[s.status]} for s in states]
+    images = [
+        {
+            "state": s,
+            "style": STATUS_STYLES[s.status],
+            "help": STATUS_HELP[s.status],
+            "action": PLANNED_ACTIONS[s.status],
+        }
+        for s in states
+    ]
     found = Counter(state.status for state in states)
     context = {
         "snapshot": snapshot,
@@ -433,3 +454,39 @@ def delete_backup(request, backup_id: int):
         return render(request, "sync/_backups.html", _backups_context())
     messages.success(request, f"Backup {backup.folder} deleted.")
     return redirect("sync:backups")
+
+
+# -- dry-run preview ---------------------------------------------------------------------------------------
+
+
+def _region_plan(snapshot: RegionSnapshot, states: list[ImageState]) -> dict:
+    uploads = [s for s in states if s.status in UPLOAD_STATUSES]
+    return {
+        "snapshot": snapshot,
+        "uploads": uploads,
+        "upload_bytes": sum(s.size for s in uploads),
+        "metadata": [s for s in states if s.status in ("pending_metadata", "pending_ami")],
+        "problems": [s for s in states if s.status in ("error_checksum", "error_ami")],
+        "changes": sum(1 for s in states if s.status in UPLOAD_STATUSES + ("pending_metadata", "pending_ami")),
+    }
+
+
+@login_required
+def preview(request):
+    """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed."""
+    _require_viewer(request)
+    snapshots = RegionSnapshot.objects.all()
+    chosen = request.GET.getlist("region")
+    if chosen:
+        snapshots = snapshots.filter(region__in=chosen)
+    by_region: dict[str, list[ImageState]] = defaultdict(list)
+    for state in ImageState.objects.filter(region__in=[s.region for s in snapshots]).order_by("region", "position"):
+        by_region[state.region].append(state)
+    plans = [_region_plan(snapshot, by_region[snapshot.region]) for snapshot in snapshots]
+    context = {
+        "plans": plans,
+        "total_bytes": sum(p["upload_bytes"] for p in plans),
+        "total_uploads": sum(len(p["uploads"]) for p in plans),
+        "to_sync": [p["snapshot"].region for p in plans if p["changes"]],
+    }
+    return render(request, "sync/preview.html", context)

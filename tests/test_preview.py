@@ -1,0 +1,68 @@
+"""The dry-run preview: what a sync would do per region, read from the snapshot; nothing is changed."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from sync.models import ImageState, RegionSnapshot, SyncRun
+from sync.tasks import refresh_status
+
+pytestmark = pytest.mark.django_db
+
+
+def text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+
+
+@pytest.fixture
+def snapshot(demo_cloud):
+    refresh_status()
+    return demo_cloud
+
+
+def test_it_shows_uploads_metadata_before_after_and_warnings(viewer_client, snapshot):
+    before = {p.name: p.read_bytes() for p in snapshot.iterdir()}
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "partner:Lisbon"}).content.decode())
+    assert "Uploads: 6, 5.4 GB" in page
+    assert "fedora-40-cloud-base (379.1 MB)" in page
+    assert "rocky-9-x86_64 Field Before After os_version 9.3 9.4" in page
+    assert "debian-12-ami: error_ami" in page
+    assert "Bilbao" not in page  # only the region asked for
+    assert "Run it" not in page  # viewers see no buttons
+    assert {p.name: p.read_bytes() for p in snapshot.iterdir()} == before
+    assert not SyncRun.objects.exists()
+
+
+def test_it_totals_every_region_and_offers_to_run_the_ones_with_work(operator_client, snapshot):
+    html = operator_client.get(reverse("sync:preview")).content.decode()
+    uploads = ImageState.objects.filter(status__in=["pending_upload", "pending_replace", "pending_rename"])
+    assert f"In total {uploads.count()} uploads" in text(html)
+    with_work = set(
+        ImageState.objects.exclude(status__in=["ok", "ok_stalled_checksum", "error_checksum", "error_ami"]).values_list(
+            "region", flat=True
+        )
+    )
+    assert set(re.findall(r'name="region" value="([^"]+)"', html)) == with_work
+    assert "Run it (" in html
+
+
+def test_a_rename_shows_what_happens_to_the_old_copy(viewer_client, snapshot):
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
+    assert (
+        "debian-11-genericcloud-amd64 (264.6 MB), then rename the old copy to "
+        "debian-11-genericcloud-amd64.old (private)" in page
+    )
+    assert "then delete the old copy" in page
+
+
+def test_it_says_when_a_region_could_not_be_read(viewer_client, snapshot):
+    RegionSnapshot.objects.filter(region="Malaga").update(error="Glance answered 503")
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "Malaga"}).content.decode())
+    assert "Unreadable at the last refresh: Glance answered 503" in page
+
+
+def test_the_region_page_shows_the_planned_action_and_links_the_preview(operator_client, snapshot):
+    html = operator_client.get(reverse("sync:region_detail", args=["Bilbao"])).content.decode()
+    assert "upload, then rename the old copy to &lt;name&gt;.old" in html
+    assert 'href="/preview/?region=Bilbao"' in html
