@@ -124,7 +124,7 @@ def test_it_lists_the_images_of_a_region_with_their_status(viewer_client, cloud)
     assert rows["ubuntu-24.04-server-amd64"][1] == "pending_replace"
     assert rows["ubuntu-22.04-ami"][1] == "pending_ami"
     assert rows["cirros-0.6.2-x86_64"][1:] == [
-        "ok", "20.4 MB", "ed8bf9061c88aabdaf3d032d0a94495e", "ed8bf9061c88aabdaf3d032d0a94495e",
+        "ok", "20.4 MB", "ed8bf9061c88aabdaf3d032d0a94495e", "ed8bf9061c88aabdaf3d032d0a94495e", "nothing",
     ]  # fmt: skip
     assert rows["ubuntu-24.04-server-amd64"][4] == "a11fbed52687f800092de9aab497facb (differs)"
     assert rows["gitlab-ce-17-appliance"][1:3] == ["pending_upload", "3.0 GB"]
