@@ -8,6 +8,7 @@ app_name = "sync"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("matrix/", views.matrix, name="matrix"),
     # <path:...>: region names of other targets contain ':' (partner:Lisbon).
     path("regions/<path:region>/", views.region_detail, name="region_detail"),
     path("runs/", views.run_list, name="run_list"),

@@ -17,6 +17,7 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpResponse
@@ -106,13 +107,13 @@ def _require_operator(request) -> None:
         raise PermissionDenied("You need the operator role for this.")
 
 
-@login_required
-def overview(request):
-    """One row per region of every target, with the number of master images in each status."""
-    _require_viewer(request)
+def _overview_context() -> dict:
     refresh = StatusRefresh.objects.first()
     master_region = refresh.master_region if refresh else ""
-    snapshots = sorted(RegionSnapshot.objects.all(), key=lambda s: (s.region != master_region, s.target != "master"))
+    snapshots = sorted(
+        RegionSnapshot.objects.all(),
+        key=lambda s: (s.region != master_region, s.target != "master", s.target, s.region),
+    )
     counts: dict[str, Counter] = defaultdict(Counter)
     for row in ImageState.objects.values("region", "status").annotate(n=Count("id")):
         counts[row["region"]][row["status"]] = row["n"]
@@ -122,24 +123,94 @@ def overview(request):
         region_counts = counts[snapshot.region]
         if snapshot.region != master_region:
             totals.update(region_counts)
+        total = sum(region_counts.values())
         rows.append(
             {
                 "snapshot": snapshot,
                 "master": snapshot.region == master_region,
                 "cells": _cells(region_counts),
-                "total": sum(region_counts.values()),
+                "bar": [(st, n, style, 100 * n / total) for st, n, style in _cells(region_counts) if n],
+                "total": total,
                 "last_run": last_runs.get(snapshot.region),
             }
         )
-    context = {
+    return {
         "refresh": refresh,
         "master_region": master_region,
         "rows": rows,
         "legend": _legend(STATUSES),
         "totals": _cells(totals),
         "grand_total": sum(totals.values()),
+        "live": RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
     }
+
+
+@login_required
+def overview(request):
+    """One row per region of every target: counts per status, a colour bar, the last run. While a run is active
+    the table refreshes itself (htmx polling, stopped with 286 once nothing runs)."""
+    _require_viewer(request)
+    context = _overview_context()
+    if request.htmx:
+        response = render(request, "sync/_overview_table.html", context)
+        if not context["live"]:
+            response.status_code = POLL_STOP
+        return response
     return render(request, "sync/overview.html", context)
+
+
+MATRIX_PAGE_SIZE = 50
+
+
+@login_required
+def matrix(request):
+    """Images x regions with each cell's status; filters on target, region, status and image name; paged."""
+    _require_viewer(request)
+    filters = {key: request.GET.get(key, "").strip() for key in ("target", "region", "status", "q")}
+    snapshots = RegionSnapshot.objects.order_by("target", "region")
+    if filters["target"]:
+        snapshots = snapshots.filter(target=filters["target"])
+    if filters["region"]:
+        snapshots = snapshots.filter(region=filters["region"])
+    regions = [s.region for s in snapshots]
+    states = ImageState.objects.filter(region__in=regions)
+    if filters["status"]:
+        states = states.filter(status=filters["status"])
+    if filters["q"]:
+        states = states.filter(image_name__icontains=filters["q"])
+    names = states.values_list("image_name", flat=True).distinct().order_by("image_name")
+    page = Paginator(names, MATRIX_PAGE_SIZE).get_page(request.GET.get("page"))
+    cells = {
+        (state.image_name, state.region): state
+        for state in ImageState.objects.filter(region__in=regions, image_name__in=list(page.object_list)).only(
+            "image_name", "region", "status"
+        )
+    }
+    rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page.object_list]
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "filters": filters,
+        "regions": regions,
+        "rows": rows,
+        "page": page,
+        "query": query.urlencode(),
+        "targets": sorted(set(RegionSnapshot.objects.values_list("target", flat=True))),
+        "all_regions": list(RegionSnapshot.objects.order_by("region").values_list("region", flat=True)),
+        "statuses": STATUSES,
+        "legend": _legend(STATUSES),
+    }
+    return render(request, "sync/matrix.html", context)
+
+
+STATUS_SYMBOLS = {"ok": "✓", "ok_stalled_checksum": "=", "error_checksum": "✗", "error_ami": "✗"}
+
+
+def _matrix_cell(state: ImageState | None) -> dict | None:
+    if state is None:
+        return None
+    symbol = STATUS_SYMBOLS.get(state.status, "…")
+    return {"status": state.status, "style": STATUS_STYLES[state.status], "symbol": symbol}
 
 
 @login_required

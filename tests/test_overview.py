@@ -80,11 +80,11 @@ def test_it_shows_every_region_with_its_status_counts(viewer_client, cloud):
     assert sorted(expected) == REGIONS
     for region, counts in expected.items():
         assert rows[region][1] == ("master" if ":" not in region else "partner")
-        assert rows[region][2:-1] == [str(n) for n in counts], region
+        assert rows[region][2:-2] == [str(n) for n in counts], region
         assert rows[region][-1] == "never"
-    assert rows["Bilbao"][2:-1] == ["9", "0", "0", "9", "1", "1", "1", "0", "0", "21"]
+    assert rows["Bilbao"][2:-2] == ["9", "0", "0", "9", "1", "1", "1", "0", "0", "21"]
     totals = [str(sum(c[i] for c in expected.values())) for i in range(len(STATUSES) + 1)]
-    assert rows["All regions but the master"][1:-1] == totals
+    assert rows["All regions but the master"][1:-2] == totals
     assert rows["Madrid master"][1] == "master"  # the master region's row comes first, marked
 
 
@@ -92,7 +92,7 @@ def test_it_labels_each_status_column_with_its_name(viewer_client, cloud):
     client = viewer_client
     _, html = get(client, "/")
     header = table_rows(html)[0]
-    assert header == ["Region", "Target", *STATUSES, "Total", "Last run"]
+    assert header == ["Region", "Target", *STATUSES, "Total", "Share", "Last run"]
     assert "Master region" in text(html) and "Madrid" in text(html)
 
 
@@ -196,7 +196,7 @@ def test_it_shows_a_broken_region_in_its_row_only(viewer_client, cloud):
     rows = {row[0]: row for row in table_rows(html) if row}
     assert rows["Zaragoza"][2].startswith("Cannot read this region:")
     assert "expected 9 columns, found 4" in rows["Zaragoza"][2]
-    assert rows["Bilbao"][-2] == "21"
+    assert rows["Bilbao"][-3] == "21"
 
 
 def test_it_explains_a_bad_configuration_without_its_password(viewer_client, cloud, settings, tmp_path):
@@ -282,3 +282,65 @@ def test_it_shows_the_run_buttons_to_operators_only(viewer_client, operator, clo
     viewer_client.force_login(operator)
     _, html = get(viewer_client, "/regions/Bilbao/")
     assert "Sync this region" in html and "Dry-run this region" in html
+
+
+def test_it_draws_a_colour_bar_that_says_its_numbers(viewer_client, cloud):
+    _, html = get(viewer_client, "/")
+    assert 'aria-label="ok 9, pending_upload 9, pending_replace 1, pending_rename 1, pending_ami 1"' in html
+
+
+def test_the_table_refreshes_itself_only_while_a_run_is_active(viewer_client, cloud):
+    from sync.models import RegionRun, SyncRun
+
+    _, html = get(viewer_client, "/")
+    assert 'hx-trigger="every 2s"' not in html
+    assert viewer_client.get("/", HTTP_HX_REQUEST="true").status_code == 286
+    run = SyncRun.objects.create(trigger="cli", regions=["Bilbao"], state="running")
+    RegionRun.objects.create(run=run, region="Bilbao", state="running")
+    assert 'hx-trigger="every 2s"' in viewer_client.get("/").content.decode()
+    partial = viewer_client.get("/", HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and "<html" not in partial.content.decode()
+    assert "running" in partial.content.decode()
+
+
+def test_the_overview_and_matrix_use_a_constant_number_of_queries(viewer_client, cloud, django_assert_max_num_queries):
+    from django.utils import timezone
+
+    from sync.models import ImageState, RegionSnapshot
+
+    refresh_status()
+    now = timezone.now()
+    RegionSnapshot.objects.bulk_create(
+        RegionSnapshot(region=f"extra:R{i}", target="extra", computed_at=now) for i in range(30)
+    )
+    ImageState.objects.bulk_create(
+        ImageState(region=f"extra:R{i}", image_name=f"image{j:03d}", status="ok", computed_at=now)
+        for i in range(30)
+        for j in range(120)
+    )
+    for url in ("/", "/matrix/", "/matrix/?page=2&status=ok", "/preview/"):
+        with django_assert_max_num_queries(10):
+            assert viewer_client.get(url).status_code == 200
+
+
+def test_the_matrix_shows_each_cell_with_its_status_and_filters(viewer_client, cloud):
+    _, html = get(viewer_client, "/matrix/?region=Bilbao&status=pending_rename")
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows == {
+        "Image": ["Image", "Bilbao"],
+        "debian-11-genericcloud-amd64": ["debian-11-genericcloud-amd64", "… pending_rename"],
+    }
+    _, html = get(viewer_client, "/matrix/?target=partner&q=rocky")
+    rows = {row[0]: row for row in table_rows(html) if row}
+    assert rows["rocky-9-x86_64"][1:] == ["… pending_metadata", "… pending_upload"]  # Lisbon, Porto
+    _, html = get(viewer_client, "/matrix/?q=no-such-image")
+    assert "No image matches." in html
+
+
+def test_the_matrix_pages_through_the_images(viewer_client, cloud):
+    from sync.views import MATRIX_PAGE_SIZE
+
+    _, html = get(viewer_client, "/matrix/")
+    names = [row[0] for row in table_rows(html)[1:]]
+    assert 0 < len(names) <= MATRIX_PAGE_SIZE and names == sorted(names)
+    assert "Page 1 of" in html or len(names) < MATRIX_PAGE_SIZE
