@@ -19,7 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -318,34 +318,49 @@ def cancel_run(request, run_id: int):
 # -- conflicts ---------------------------------------------------------------------------------------------
 
 
-def _conflict_groups() -> list[dict]:
-    """Images whose region copy differs from the master, grouped by (target, region checksum)."""
-    targets = dict(RegionSnapshot.objects.values_list("region", "target"))
+CONFLICT_PAGE_SIZE = 25
+
+
+def _conflict_page(number) -> tuple[list[dict], object]:
+    """One page of conflicts: images whose region copy differs from the master, grouped by (target, region
+    checksum), for the checksums that are in error or have a decision."""
     decisions = {(d.target.name, d.checksum): d for d in ChecksumDecision.objects.select_related("target")}
+    rows = ImageState.objects.filter(status__in=CONFLICT_STATUSES)
+    wanted = Q(status="error_checksum") | Q(region_checksum__in={checksum for _, checksum in decisions})
+    checksums = rows.filter(wanted).values_list("region_checksum", flat=True).distinct().order_by("region_checksum")
+    page = Paginator(checksums, CONFLICT_PAGE_SIZE).get_page(number)
+    targets = dict(RegionSnapshot.objects.values_list("region", "target"))
     groups: dict[tuple[str, str], dict] = {}
-    for state in ImageState.objects.filter(status__in=CONFLICT_STATUSES).order_by("region_checksum", "region"):
+    for state in rows.filter(region_checksum__in=list(page.object_list)).order_by("region_checksum", "region"):
         target = targets.get(state.region, "master")
         key = (target, state.region_checksum)
         group = groups.setdefault(key, {"target": target, "checksum": state.region_checksum, "states": []})
         group["states"].append({"state": state, "style": STATUS_STYLES[state.status]})
         group["decision"] = decisions.get(key)
-    return [
+    shown = [
         g for g in groups.values() if g["decision"] or any(s["state"].status == "error_checksum" for s in g["states"])
     ]
+    return shown, page
+
+
+def _conflicts_context(request, error: str = "") -> dict:
+    groups, page = _conflict_page(request.GET.get("page") or request.POST.get("page"))
+    return {
+        "groups": groups,
+        "page": page,
+        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position")[:200],
+        "actions": ChecksumDecision.Action.choices,
+        "configured": Target.objects.exists(),
+        "error": error,
+    }
 
 
 @login_required
 def conflicts(request):
     """Every checksum conflict, grouped by region checksum per target, with the three decisions and undo."""
     _require_viewer(request)
-    context = {
-        "groups": _conflict_groups(),
-        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position"),
-        "actions": ChecksumDecision.Action.choices,
-        "configured": Target.objects.exists(),
-    }
     template = "sync/_conflicts.html" if request.htmx else "sync/conflicts.html"
-    return render(request, template, context)
+    return render(request, template, _conflicts_context(request))
 
 
 def _apply_decisions(target: Target, checksum: str) -> int:
@@ -406,14 +421,9 @@ def _conflicts_response(request, error: str) -> HttpResponse:
         if error:
             messages.error(request, error)
         return redirect(reverse("sync:conflicts"))
-    context = {
-        "groups": _conflict_groups(),
-        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position"),
-        "actions": ChecksumDecision.Action.choices,
-        "configured": True,
-        "error": error,
-    }
-    return render(request, "sync/_conflicts.html", context)  # 200: htmx swaps it, the error shows by the buttons
+    return render(
+        request, "sync/_conflicts.html", _conflicts_context(request, error)
+    )  # 200: htmx swaps it, the error shows by the buttons
 
 
 # -- schedules ---------------------------------------------------------------------------------------------
@@ -530,15 +540,24 @@ def delete_backup(request, backup_id: int):
 # -- dry-run preview ---------------------------------------------------------------------------------------
 
 
+PREVIEW_ITEMS = 50  # items listed per kind and region; the counts and totals cover them all
+
+
 def _region_plan(snapshot: RegionSnapshot, states: list[ImageState]) -> dict:
     uploads = [s for s in states if s.status in UPLOAD_STATUSES]
+    metadata = [s for s in states if s.status in ("pending_metadata", "pending_ami")]
+    problems = [s for s in states if s.status in ("error_checksum", "error_ami")]
     return {
         "snapshot": snapshot,
-        "uploads": uploads,
+        "uploads": uploads[:PREVIEW_ITEMS],
+        "upload_count": len(uploads),
+        "upload_more": max(0, len(uploads) - PREVIEW_ITEMS),
         "upload_bytes": sum(s.size for s in uploads),
-        "metadata": [s for s in states if s.status in ("pending_metadata", "pending_ami")],
-        "problems": [s for s in states if s.status in ("error_checksum", "error_ami")],
-        "changes": sum(1 for s in states if s.status in UPLOAD_STATUSES + ("pending_metadata", "pending_ami")),
+        "metadata": metadata[:PREVIEW_ITEMS],
+        "metadata_count": len(metadata),
+        "problems": problems[:PREVIEW_ITEMS],
+        "problem_count": len(problems),
+        "changes": len(uploads) + len(metadata),
     }
 
 
@@ -557,7 +576,7 @@ def preview(request):
     context = {
         "plans": plans,
         "total_bytes": sum(p["upload_bytes"] for p in plans),
-        "total_uploads": sum(len(p["uploads"]) for p in plans),
+        "total_uploads": sum(p["upload_count"] for p in plans),
         "to_sync": [p["snapshot"].region for p in plans if p["changes"]],
     }
     return render(request, "sync/preview.html", context)

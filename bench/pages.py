@@ -1,0 +1,116 @@
+"""Page benchmark: server time and SQL queries of the console's pages on a large generated snapshot.
+
+Usage: .venv/bin/python bench/pages.py [--images 2000] [--regions 50] [--runs 7]
+
+A temporary SQLite database (the embedded default) gets --regions regions x --images images of ImageState rows
+(statuses spread over all nine), a run history, and a logged-in viewer. Each page is requested --runs times
+through Django's test client, in this process; the report gives the median server time and the number of SQL
+queries. Goal (issue #6): <= 10 queries and <= 300 ms median for the overview and the matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?page=20", "/conflicts/", "/preview/", "/runs/"]
+
+
+def generate(images: int, regions: int) -> None:
+    from django.utils import timezone
+
+    from sync.engine.model import STATUSES
+    from sync.models import ImageState, RegionRun, RegionSnapshot, StatusRefresh, SyncRun
+
+    now = timezone.now()
+    names = [f"target{r % 5}:Region{r:02d}" for r in range(regions)]
+    RegionSnapshot.objects.bulk_create(RegionSnapshot(region=n, target=n.split(":")[0], computed_at=now) for n in names)
+    StatusRefresh.objects.create(master_region="Master", regions=regions)
+    for region_index, region in enumerate(names):
+        ImageState.objects.bulk_create(
+            (
+                ImageState(
+                    region=region,
+                    image_name=f"image-{i:05d}",
+                    status=STATUSES[(i * 7 + region_index) % len(STATUSES)],
+                    master_checksum=f"{i:032x}",
+                    region_checksum=f"{i + region_index:032x}",
+                    size=i * 1024,
+                    position=i,
+                    computed_at=now,
+                )
+                for i in range(images)
+            ),
+            batch_size=2000,
+        )
+    for _ in range(200):
+        run = SyncRun.objects.create(trigger="schedule", regions=names[:3], state="done")
+        RegionRun.objects.bulk_create(RegionRun(run=run, region=n, state="done") for n in names[:3])
+
+
+def measure(runs: int) -> list[tuple[str, float, int, int]]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    user = get_user_model().objects.create_user("viewer")
+    user.groups.add(Group.objects.get(name="viewer"))
+    client = Client()
+    client.force_login(user)
+    results = []
+    for page in PAGES:
+        times, queries, size = [], 0, 0
+        client.get(page)  # warm-up: templates compiled, caches filled
+        for _ in range(runs):
+            with CaptureQueriesContext(connection) as captured:
+                start = time.perf_counter()
+                response = client.get(page)
+                times.append(time.perf_counter() - start)
+            assert response.status_code == 200, (page, response.status_code)
+            queries, size = len(captured), len(response.content)
+        results.append((page, statistics.median(times) * 1000, queries, size))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--regions", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    os.environ.update(
+        GLANCESYNC_DATA_DIR=work,
+        DJANGO_SETTINGS_MODULE="glancesync_site.settings",
+        DJANGO_ALLOWED_HOSTS="testserver",
+        GLANCESYNC_LOG_LEVEL="WARNING",
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    start = time.perf_counter()
+    generate(args.images, args.regions)
+    print(
+        f"{args.images} images x {args.regions} regions ({args.images * args.regions} ImageState rows, generated in "
+        f"{time.perf_counter() - start:.0f} s); SQLite; {os.cpu_count()} CPUs; medians of {args.runs}"
+    )
+    for page, millis, queries, size in measure(args.runs):
+        goal = " (goal <= 300 ms, <= 10 queries: " if page in ("/", "/matrix/") else None
+        verdict = f"{goal}{'PASS' if millis <= 300 and queries <= 10 else 'FAIL'})" if goal else ""
+        print(f"  {page:32s} {millis:7.1f} ms  {queries:3d} queries  {size // 1024:5d} KiB{verdict}")
+
+
+if __name__ == "__main__":
+    main()
