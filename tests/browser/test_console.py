@@ -1,6 +1,7 @@
 """The console in a real browser: log in, overview, conflicts, a sync watched live, all without reloading."""
 
 import re
+import zipfile
 
 import pytest
 from playwright.sync_api import expect
@@ -52,3 +53,25 @@ def test_a_viewer_sees_no_buttons_on_a_phone(browser, console, django_user_model
     expect(page.get_by_role("button", name="Sync this region")).to_have_count(0)
     page.screenshot(path=artifacts / "region-phone.png", full_page=True)
     context.close()
+
+
+def test_an_operator_previews_a_sync_and_downloads_a_backup(page, artifacts):
+    page.get_by_role("link", name="Preview a sync of every region").click()
+    plan = page.get_by_role("region", name="Plan for partner:Lisbon")
+    expect(plan.get_by_text("Uploads: 6, 5.4 GB")).to_be_visible()
+    expect(plan.get_by_role("cell", name="os_version")).to_be_visible()
+    page.screenshot(path=artifacts / "preview.png", full_page=True)
+
+    page.get_by_role("link", name="Backups").click()
+    page.get_by_label("Bilbao").check()
+    page.get_by_role("button", name="Make a backup").click()
+    download_link = page.get_by_role("link", name="Download all (zip)")
+    expect(download_link).to_be_visible(timeout=30_000)  # the list polls until the cluster has written it
+    with page.expect_download() as download_info:
+        download_link.click()
+    path = download_info.value.path()
+    with zipfile.ZipFile(path) as zipped:
+        files = {name.split("/")[-1]: zipped.read(name) for name in zipped.namelist()}
+    assert sorted(files) == ["backup_Bilbao.csv", "backup_Madrid.csv"]
+    assert files["backup_Bilbao.csv"].startswith(b"Bilbao,")  # the original's backup format
+    page.screenshot(path=artifacts / "backups.png", full_page=True)
