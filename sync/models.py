@@ -523,7 +523,8 @@ class ImageState(models.Model):
     master_checksum = models.CharField(max_length=255, blank=True)
     region_image_id = models.CharField(max_length=255, blank=True)
     region_checksum = models.CharField(max_length=255, blank=True)
-    size = models.BigIntegerField(default=0)
+    size = models.BigIntegerField(default=0, help_text="The master image's size.")
+    region_size = models.BigIntegerField(null=True, blank=True, help_text="The region copy's size, if any.")
     position = models.PositiveIntegerField(default=0, help_text="The engine's (size, name) order.")
     changes = models.JSONField(
         default=list, blank=True, help_text="For pending_metadata: [[field, before, after], ...] a sync would apply."

@@ -109,6 +109,7 @@ def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:
         region_image_id=copy.id if copy else "",
         region_checksum=(copy.checksum or "") if copy else "",
         size=entry.master.size or 0,
+        region_size=copy.size if copy else None,
         position=position,
         computed_at=now,
     )
