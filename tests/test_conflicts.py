@@ -1,6 +1,7 @@
 """The conflicts page: checksum conflicts grouped per target and checksum, decisions and their undo."""
 
 import pytest
+from django.template.defaultfilters import filesizeformat
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -37,6 +38,8 @@ def test_it_lists_the_conflicts_grouped_by_checksum(viewer_client, configured):
     page = viewer_client.get(reverse("sync:conflicts")).content.decode()
     for _region, image, checksum in conflicts:
         assert image in page and checksum in page
+    state = ImageState.objects.filter(status="error_checksum").first()
+    assert f'<td class="text-end text-nowrap">{filesizeformat(state.region_size)}</td>' in page
     assert "Rename old &amp; replace" not in page  # viewers see no buttons
 
 
