@@ -1,8 +1,8 @@
 """The conflicts page: checksum conflicts grouped per target and checksum, decisions and their undo."""
 
 import pytest
-from django.template.defaultfilters import filesizeformat
 from django.core.management import call_command
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from sync.models import AuditEntry, ChecksumDecision, ImageState, MasterSettings
