@@ -1,0 +1,3 @@
+"""GlanceSync: keeps OpenStack Glance images in step across regions and clouds."""
+
+__version__ = "0.5.0"

@@ -11,6 +11,7 @@ from sync.engine.model import GlanceSyncError
 from sync.forms import SyncScheduleForm, TargetAdminForm
 from sync.models import (
     OPTION_FIELDS,
+    ApiToken,
     AuditEntry,
     ChecksumDecision,
     Defaults,
@@ -302,3 +303,36 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditMixin, admin.ModelAdmin):
+    """API tokens: the token is shown once, when created; only its digest is kept. Revoke instead of sharing."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked"]
+    list_filter = ["revoked"]
+    fields = ["user", "name", "revoked", "prefix", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            token = ApiToken.new_token()
+            obj.prefix, obj.digest = token[:8], ApiToken.hash(token)
+            super().save_model(request, obj, form, change)
+            self.message_user(
+                request,
+                f"API token for {obj.user}: {token} — copy it now, it is not shown again "
+                "(send it as 'Authorization: Bearer <token>').",
+                messages.WARNING,
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        for token in queryset.filter(revoked=False):
+            token.revoked = True
+            token.save(update_fields=["revoked"])
+            AuditEntry.record(request.user, token, "change", ["revoked"])
+        self.message_user(request, "Revoked.")
