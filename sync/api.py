@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from ninja import NinjaAPI, Schema
+from ninja import Field, NinjaAPI, Schema
 from ninja import Status as NinjaStatus
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -193,7 +193,7 @@ class SyncIn(Schema):
 
 
 class RunIn(Schema):
-    regions: list[str]
+    regions: list[str] = Field(min_length=1)
     dry_run: bool = False
 
 
@@ -354,7 +354,9 @@ def regions(request):
     ]
 
 
-@api.get("/regions/{region}", response={200: RegionDetail, 401: Error, 403: Error, 404: Error}, url_name="region")
+@api.get(
+    "/regions/{region}", response={200: RegionDetail, 400: Error, 401: Error, 403: Error, 404: Error}, url_name="region"
+)
 def region(request, region: str, image: str | None = None, status: Status | None = None):
     """The sync status of each master image in the region; `image` and `status` filter."""
     _viewer(request)
@@ -405,7 +407,7 @@ def _task(region: str, task_id: int) -> RegionRun:
 
 @api.get(
     "/regions/{region}/tasks/{task_id}",
-    response={200: TaskOut, 401: Error, 403: Error, 404: Error},
+    response={200: TaskOut, 400: Error, 401: Error, 403: Error, 404: Error},
     url_name="region_task",
 )
 def region_task(request, region: str, task_id: int):
@@ -416,7 +418,7 @@ def region_task(request, region: str, task_id: int):
 
 @api.delete(
     "/regions/{region}/tasks/{task_id}",
-    response={204: None, 401: Error, 403: Error, 404: Error, 409: Error},
+    response={204: None, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error},
     url_name="region_task_delete",
 )
 def delete_region_task(request, region: str, task_id: int):
@@ -437,15 +439,13 @@ def delete_region_task(request, region: str, task_id: int):
 def start_run(request, body: RunIn):
     """Start a sync (or dry run) of several regions, at most max_children at once."""
     _operator(request)
-    if not body.regions:
-        raise ApiError(400, "bad_request", "regions: give at least one region")
     run = _start(request, body.regions, body.dry_run)
     response = api.create_response(request, _run_out(run), status=202)
     response["Location"] = reverse("api:run", args=[run.pk])
     return response
 
 
-@api.get("/runs/{run_id}", response={200: RunOut, 401: Error, 403: Error, 404: Error}, url_name="run")
+@api.get("/runs/{run_id}", response={200: RunOut, 400: Error, 401: Error, 403: Error, 404: Error}, url_name="run")
 def run(request, run_id: int):
     _viewer(request)
     return _run_out(get_object_or_404(SyncRun, pk=run_id))
@@ -463,7 +463,7 @@ def _decision_out(decision: ChecksumDecision) -> dict:
 
 @api.get(
     "/targets/{target}/checksums",
-    response={200: list[DecisionOut], 401: Error, 403: Error, 404: Error},
+    response={200: list[DecisionOut], 400: Error, 401: Error, 403: Error, 404: Error},
     url_name="checksums",
 )
 def checksums(request, target: str):
@@ -501,7 +501,7 @@ def add_checksum(request, target: str, body: DecisionIn):
 
 @api.delete(
     "/targets/{target}/checksums/{checksum}",
-    response={204: None, 401: Error, 403: Error, 404: Error},
+    response={204: None, 400: Error, 401: Error, 403: Error, 404: Error},
     url_name="checksums_delete",
 )
 def delete_checksum(request, target: str, checksum: str):
