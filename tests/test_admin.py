@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 from django.urls import reverse
@@ -241,3 +243,19 @@ def test_the_run_history_shows_each_region_log_and_cancels_active_runs(admin_cli
     done.refresh_from_db()
     assert not done.cancel_requested
     assert admin_client.get(reverse("admin:sync_syncrun_add")).status_code == 403
+
+
+def test_an_api_token_is_shown_once_stored_hashed_and_revocable(admin_client, admin_user):
+    from sync.models import ApiToken
+
+    response = admin_client.post(reverse("admin:sync_apitoken_add"), {"user": admin_user.pk, "name": "CI"}, follow=True)
+    page = response.content.decode()
+    token = re.search(r"(gs_[A-Za-z0-9_-]{40,})", page).group(1)
+    row = ApiToken.objects.get()
+    assert row.digest == ApiToken.hash(token) and token not in row.digest
+    assert ApiToken.user_for(token) == admin_user
+    change_page = admin_client.get(reverse("admin:sync_apitoken_change", args=[row.pk])).content.decode()
+    assert token not in change_page and row.digest not in change_page
+    data = {"action": "revoke", "_selected_action": [row.pk]}
+    admin_client.post(reverse("admin:sync_apitoken_changelist"), data)
+    assert ApiToken.user_for(token) is None
