@@ -1,13 +1,16 @@
 """Root URL configuration: the admin, login/logout, then the sync app at the site root."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from sync.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Only log in and out: no self-service password reset (it would need e-mail; admins reset passwords).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", api.urls),
     path("", include("sync.urls")),
 ]

@@ -23,7 +23,7 @@ from django.db.models import Count, Max, Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from sync import runs
 from sync.engine.model import STATUSES
@@ -146,6 +146,7 @@ def _overview_context() -> dict:
 
 
 @login_required
+@require_GET
 def overview(request):
     """One row per region of every target: counts per status, a colour bar, the last run. While a run is active
     the table refreshes itself (htmx polling, stopped with 286 once nothing runs)."""
@@ -163,6 +164,7 @@ MATRIX_PAGE_SIZE = 50
 
 
 @login_required
+@require_GET
 def matrix(request):
     """Images x regions with each cell's status; filters on target, region, status and image name; paged."""
     _require_viewer(request)
@@ -214,6 +216,7 @@ def _matrix_cell(state: ImageState | None) -> dict | None:
 
 
 @login_required
+@require_GET
 def region_detail(request, region: str):
     """Every synchronisable master image with its latest known status in one region, and the region's runs."""
     _require_viewer(request)
@@ -267,6 +270,7 @@ def start_run(request):
 
 
 @login_required
+@require_GET
 def run_list(request):
     _require_viewer(request)
     queryset = SyncRun.objects.all()
@@ -286,6 +290,7 @@ def run_list(request):
 
 
 @login_required
+@require_GET
 def run_detail(request, run_id: int):
     """A run's regions with progress bars and log tails; htmx polls the partial until the run ends."""
     _require_viewer(request)
@@ -356,6 +361,7 @@ def _conflicts_context(request, error: str = "") -> dict:
 
 
 @login_required
+@require_GET
 def conflicts(request):
     """Every checksum conflict, grouped by region checksum per target, with the three decisions and undo."""
     _require_viewer(request)
@@ -430,6 +436,7 @@ def _conflicts_response(request, error: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def schedules(request):
     """The sync schedules with their next run and the result of their last firing; edited in the admin."""
     _require_viewer(request)
@@ -459,6 +466,7 @@ def backup_is_finished(backup: Backup) -> bool:
 
 
 @login_required
+@require_GET
 def backups(request):
     """Backups with their files; the list polls while one is being written."""
     _require_viewer(request)
@@ -498,6 +506,7 @@ def _backup_file(backup: Backup, name: str) -> Path:
 
 
 @login_required
+@require_GET
 def backup_file(request, backup_id: int, name: str):
     _require_viewer(request)
     path = _backup_file(get_object_or_404(Backup, pk=backup_id), name)
@@ -505,6 +514,7 @@ def backup_file(request, backup_id: int, name: str):
 
 
 @login_required
+@require_GET
 def backup_zip(request, backup_id: int):
     """The whole backup as one zip of its CSV files, in a folder named like the original's backups."""
     _require_viewer(request)
@@ -562,6 +572,7 @@ def _region_plan(snapshot: RegionSnapshot, states: list[ImageState]) -> dict:
 
 
 @login_required
+@require_GET
 def preview(request):
     """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed."""
     _require_viewer(request)
