@@ -42,19 +42,33 @@ from sync.models import (
 
 
 class BearerToken(HttpBearer):
+    """A valid token (else 401) whose user has `permission` (else 403), checked before the input is read."""
+
+    def __init__(self, permission: str) -> None:
+        super().__init__()
+        self.permission = permission
+
     def authenticate(self, request: HttpRequest, token: str):
         user = ApiToken.user_for(token)
         if user is None:
             return None
+        if not user.has_perm(self.permission):
+            raise PermissionDenied(
+                f"this token's user lacks the permission {self.permission} (viewer or operator role)"
+            )
         request.user = user
         return user
+
+
+VIEWER = BearerToken("sync.view_console")
+OPERATOR = BearerToken("sync.operate_console")
 
 
 api = NinjaAPI(
     title="GlanceSync API",
     version="1",
     description=__doc__,
-    auth=BearerToken(),
+    auth=VIEWER,
     urls_namespace="api",
     docs_url=None,  # Swagger UI would load its assets from a CDN; the JSON document is at openapi.json
 )
@@ -121,16 +135,6 @@ def _unexpected(request, exc):
 
     logging.getLogger(__name__).exception("API error on %s %s", request.method, request.path)
     return error_response(request, 500, "internal_error", "internal error; the server log has the details")
-
-
-def _viewer(request) -> None:
-    if not request.user.has_perm("sync.view_console"):
-        raise PermissionDenied("this token's user needs the viewer or operator role")
-
-
-def _operator(request) -> None:
-    if not request.user.has_perm("sync.operate_console"):
-        raise PermissionDenied("this token's user needs the operator role")
 
 
 def _snapshot(region: str) -> RegionSnapshot:
@@ -320,7 +324,6 @@ def _start(request, regions: list[str], dry_run: bool) -> SyncRun:
 @api.get("/", response={200: Version, 401: Error, 403: Error}, url_name="root")
 def root(request):
     """Version and health: when statuses were last computed, and how many runs are active."""
-    _viewer(request)
     refresh = StatusRefresh.objects.first()
     return {
         "name": "GlanceSync",
@@ -337,7 +340,6 @@ def root(request):
 @api.get("/regions", response={200: list[RegionSummary], 401: Error, 403: Error}, url_name="regions")
 def regions(request):
     """Every region of every target, with its number of images per status."""
-    _viewer(request)
     counts: dict[str, dict[str, int]] = {}
     for region, status in ImageState.objects.values_list("region", "status"):
         counts.setdefault(region, dict.fromkeys(STATUSES, 0))[status] += 1
@@ -359,7 +361,6 @@ def regions(request):
 )
 def region(request, region: str, image: str | None = None, status: Status | None = None):
     """The sync status of each master image in the region; `image` and `status` filter."""
-    _viewer(request)
     snapshot = _snapshot(region)
     states = ImageState.objects.filter(region=region).order_by("position")
     if image:
@@ -390,10 +391,10 @@ def region(request, region: str, image: str | None = None, status: Status | None
     "/regions/{region}",
     response={202: TaskOut, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error},
     url_name="region_sync",
+    auth=OPERATOR,
 )
 def sync_region(request, region: str, body: SyncIn | None = None):
     """Start a sync (or dry run) of the region; 409 with the running task when the region is busy."""
-    _operator(request)
     run = _start(request, [region], (body or SyncIn()).dry_run)
     task = run.region_runs.select_related("run").get()
     response = api.create_response(request, _task_out(task), status=202)
@@ -412,7 +413,6 @@ def _task(region: str, task_id: int) -> RegionRun:
 )
 def region_task(request, region: str, task_id: int):
     """A task's state, progress and counters."""
-    _viewer(request)
     return _task_out(_task(region, task_id))
 
 
@@ -420,10 +420,10 @@ def region_task(request, region: str, task_id: int):
     "/regions/{region}/tasks/{task_id}",
     response={204: None, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error},
     url_name="region_task_delete",
+    auth=OPERATOR,
 )
 def delete_region_task(request, region: str, task_id: int):
     """Forget a finished task (and its run once it has no task left); 409 while it is waiting or running."""
-    _operator(request)
     task = _task(region, task_id)
     if not task.finished:
         raise ApiError(409, "busy", f"task {task_id} is {task.state}: cancel its run or wait for it to end")
@@ -435,10 +435,14 @@ def delete_region_task(request, region: str, task_id: int):
     return NinjaStatus(204, None)
 
 
-@api.post("/runs", response={202: RunOut, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error}, url_name="runs")
+@api.post(
+    "/runs",
+    response={202: RunOut, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error},
+    url_name="runs",
+    auth=OPERATOR,
+)
 def start_run(request, body: RunIn):
     """Start a sync (or dry run) of several regions, at most max_children at once."""
-    _operator(request)
     run = _start(request, body.regions, body.dry_run)
     response = api.create_response(request, _run_out(run), status=202)
     response["Location"] = reverse("api:run", args=[run.pk])
@@ -447,7 +451,6 @@ def start_run(request, body: RunIn):
 
 @api.get("/runs/{run_id}", response={200: RunOut, 400: Error, 401: Error, 403: Error, 404: Error}, url_name="run")
 def run(request, run_id: int):
-    _viewer(request)
     return _run_out(get_object_or_404(SyncRun, pk=run_id))
 
 
@@ -468,7 +471,6 @@ def _decision_out(decision: ChecksumDecision) -> dict:
 )
 def checksums(request, target: str):
     """The target's checksum decisions (the original's dontupdate / rename / replace lists)."""
-    _viewer(request)
     found = get_object_or_404(Target, name=target)
     return [_decision_out(d) for d in found.decisions.select_related("created_by")]
 
@@ -477,10 +479,10 @@ def checksums(request, target: str):
     "/targets/{target}/checksums",
     response={201: DecisionOut, 400: Error, 401: Error, 403: Error, 404: Error, 409: Error},
     url_name="checksums_add",
+    auth=OPERATOR,
 )
 def add_checksum(request, target: str, body: DecisionIn):
     """Record a decision for a checksum (`any` is allowed for rename and replace)."""
-    _operator(request)
     found = get_object_or_404(Target, name=target)
     decision = ChecksumDecision(
         target=found, checksum=body.checksum.strip(), action=body.action, reason=body.reason, created_by=request.user
@@ -503,10 +505,10 @@ def add_checksum(request, target: str, body: DecisionIn):
     "/targets/{target}/checksums/{checksum}",
     response={204: None, 400: Error, 401: Error, 403: Error, 404: Error},
     url_name="checksums_delete",
+    auth=OPERATOR,
 )
 def delete_checksum(request, target: str, checksum: str):
     """Remove the decision for a checksum: its images are in conflict again."""
-    _operator(request)
     decision = get_object_or_404(ChecksumDecision, target__name=target, checksum=checksum)
     AuditEntry.record(request.user, decision, "delete")
     decision.delete()

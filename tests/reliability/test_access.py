@@ -1,0 +1,148 @@
+"""Every URL of the site, walked: anonymous users get the login page or 401, viewers get 403 (or 405) on every
+mutation, and no page, API answer, log line, task result, run log, backup or dump shows a stored secret.
+
+The secrets carry a unique marker, so a leak is found wherever it lands, in clear or base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import re
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_q.conf import Conf
+from django_q.models import Task
+
+from sync.models import ApiToken, Backup, MasterSettings, RegionRun, Target
+from sync.tasks import make_backup, refresh_status
+from tests.conftest import DEMO, user_with_role
+
+pytestmark = pytest.mark.django_db
+
+# Anyone may open these: the login forms, and the API's description (no data in it). Logging out needs no role.
+PUBLIC = {"login", "admin:login", "api:openapi-json", "logout", "admin:logout"}
+SAMPLES = {"region": "Bilbao", "run_id": "1", "task_id": "1", "backup_id": "1", "name": "backup_Bilbao.csv",
+           "target": "master", "checksum": "any", "object_id": "1", "app_label": "sync", "content_type_id": "1",
+           "id": "1", "path": "x", "url": "x"}  # fmt: skip
+
+
+def named_patterns(resolver: URLResolver | None = None, namespace: str = "", params=()) -> dict[str, list[str]]:
+    """Every named URL pattern of the site (`namespace:name`) with the names of its parameters."""
+    found: dict[str, list[str]] = {}
+    for pattern in (resolver or get_resolver()).url_patterns:
+        names = list(getattr(pattern.pattern, "converters", {}) or pattern.pattern.regex.groupindex)
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            found |= named_patterns(pattern, inner, [*params, *names])
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            found.setdefault(f"{namespace}{pattern.name}", [*params, *names])
+    return found
+
+
+def site_urls() -> list[tuple[str, str]]:
+    """Each named pattern's URL, its parameters filled with sample values."""
+    return sorted(
+        (name, reverse(name, kwargs={p: SAMPLES.get(p, "1") for p in params}))
+        for name, params in named_patterns().items()
+    )
+
+
+def is_login_redirect(response) -> bool:
+    return response.status_code == 302 and (
+        "/accounts/login/" in response["Location"] or "/admin/login/" in response["Location"]
+    )
+
+
+def test_the_walk_covers_the_whole_site():
+    names = {name for name, _ in site_urls()}
+    for expected in ("sync:overview", "sync:start_run", "sync:backup_file", "api:region_sync", "api:checksums",
+                     "admin:sync_target_change", "admin:sync_syncrun_changelist"):  # fmt: skip
+        assert expected in names
+    assert len(names) > 60
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_anonymous_users_get_the_login_page_or_401(client, method):
+    for name, url in site_urls():
+        if name in PUBLIC:
+            continue
+        response = getattr(client, method)(url)
+        if url.startswith("/api/"):
+            assert response.status_code in (401, 405), (name, url, response.status_code)
+        else:
+            assert is_login_redirect(response) or response.status_code == 405, (name, url, response.status_code)
+
+
+def test_viewers_cannot_change_anything(client, django_user_model):
+    viewer = user_with_role(django_user_model, "vera", "viewer")
+    client.force_login(viewer)
+    _, token = ApiToken.issue(viewer, "t")
+    for name, url in site_urls():
+        if name in PUBLIC:
+            continue
+        for method in ("post", "delete", "put"):
+            response = getattr(client, method)(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+            allowed = (401, 403, 404, 405) if url.startswith("/api/") else (403, 405)
+            ok = response.status_code in allowed or (url.startswith("/admin/") and is_login_redirect(response))
+            assert ok, (name, method, url, response.status_code)
+
+
+# -- secrets --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secrets_seeded(demo_cloud, settings, tmp_path, django_user_model, monkeypatch):
+    """The demo configuration in the database, every target's password set to a unique marker."""
+    settings.DATA_DIR = tmp_path / "data"
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    call_command("import_glancesync_conf", str(DEMO / "glancesync.conf"), stdout=io.StringIO())
+    MasterSettings.objects.filter(pk=1).update(cloud=f"files:{demo_cloud}")
+    for target in Target.objects.all():
+        target.password = f"{marker}-{target.name}"
+        target.save()
+    monkeypatch.setattr(Conf, "SYNC", True)  # tasks run here, so their results are stored and searchable
+    return marker
+
+
+def leaks(text: str, marker: str) -> bool:
+    encoded = base64.b64encode(marker.encode()).decode()[:20]
+    return marker in text or encoded in text
+
+
+def test_no_output_shows_a_stored_secret(
+    client, admin_client, secrets_seeded, caplog, django_capture_on_commit_callbacks, django_user_model
+):
+    marker = secrets_seeded
+    caplog.set_level(logging.DEBUG)
+    operator = user_with_role(django_user_model, "otto", "operator")
+    _, token = ApiToken.issue(operator, "t")
+    client.force_login(operator)
+    refresh_status()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("sync:start_run"), {"region": ["Bilbao", "partner:Lisbon"]})
+        client.post(reverse("sync:make_backup"), {"region": ["Bilbao"]})
+    make_backup(Backup.objects.get().pk)
+    bodies = []
+    for name, url in site_urls():
+        for who in (client, admin_client):
+            response = who.get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+            content = b"".join(response.streaming_content) if response.streaming else response.content
+            bodies.append((name, content.decode(errors="replace")))
+    for target in Target.objects.all():
+        page = admin_client.get(reverse("admin:sync_target_change", args=[target.pk])).content.decode()
+        bodies.append(("target change page", page))
+    dump = io.StringIO()
+    call_command("dumpdata", "sync", stdout=dump)
+    outputs = bodies + [("dumpdata", dump.getvalue()), ("log", caplog.text)]
+    outputs += [("region run log", r.log + r.error) for r in RegionRun.objects.all()]
+    outputs += [("task result", str(t.result)) for t in Task.objects.all()]
+    outputs += [("backup file", p.read_text()) for b in Backup.objects.all() for p in b.files()]
+    assert RegionRun.objects.filter(state="done").count() == 2 and Task.objects.exists()
+    assert [where for where, text in outputs if leaks(text, marker)] == []
+    assert [where for where, text in outputs if token in text] == []
+    assert not re.search(r"Traceback \(most recent call last\)", "".join(text for _, text in bodies))
