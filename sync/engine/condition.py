@@ -97,6 +97,9 @@ _NODE_WORDS = {
 }
 
 
+MAX_CONDITION_LENGTH = 4000
+
+
 class ConditionError(GlanceSyncError):
     """A metadata_condition that cannot be compiled, or that failed on an image."""
 
@@ -170,6 +173,10 @@ def _parse(expr: str, target: str) -> ast.expr:
     from swallowing the closing parenthesis."""
     if not expr.strip():
         raise ConditionError(f"target {target}: metadata_condition is empty")
+    if len(expr) > MAX_CONDITION_LENGTH:  # a selection rule is a line or two; this bounds parse and eval time
+        raise ConditionError(
+            f"target {target}: metadata_condition is too long ({len(expr)} characters, at most {MAX_CONDITION_LENGTH})"
+        )
     try:
         tree = ast.parse(f"({expr}\n)", mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
