@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -121,6 +121,11 @@ def _not_found(request, exc):
 def _bad_input(request, exc: NinjaValidationError):
     detail = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "")} for e in exc.errors]
     return error_response(request, 400, "bad_request", "the request is not valid", detail)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request, exc):
+    return error_response(request, 413, "too_large", "the request body is too large")
 
 
 @api.exception_handler(HttpError)
