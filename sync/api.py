@@ -518,3 +518,14 @@ def delete_checksum(request, target: str, checksum: str):
     AuditEntry.record(request.user, decision, "delete")
     decision.delete()
     return NinjaStatus(204, None)
+
+
+@api.delete(
+    "/targets/{target}/checksums",
+    response={204: None, 400: Error, 401: Error, 403: Error, 404: Error},
+    url_name="checksums_delete_query",
+    auth=OPERATOR,
+)
+def delete_checksum_by_query(request, target: str, checksum: str):
+    """The same, with the checksum as a query parameter (`?checksum=...`)."""
+    return delete_checksum(request, target, checksum)

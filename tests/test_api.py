@@ -225,7 +225,10 @@ def test_checksum_decisions_are_listed_added_and_removed(operator_api, console):
     assert again.status_code == 409
     assert operator_api.delete(f"/api/v1/targets/master/checksums/{checksum}").status_code == 204
     assert operator_api.delete(f"/api/v1/targets/master/checksums/{checksum}").status_code == 404
-    assert [e.action for e in AuditEntry.objects.filter(username="otto")] == ["delete", "create"]
+    post(operator_api, "/api/v1/targets/master/checksums", {"checksum": checksum, "action": "rename"})
+    assert operator_api.delete(f"/api/v1/targets/master/checksums?checksum={checksum}").status_code == 204
+    assert operator_api.delete("/api/v1/targets/master/checksums").status_code == 400  # which checksum?
+    assert [e.action for e in AuditEntry.objects.filter(username="otto")] == ["delete", "create", "delete", "create"]
 
 
 @pytest.mark.parametrize(
