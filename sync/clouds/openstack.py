@@ -88,8 +88,8 @@ class OpenStackTargetSession:
     def _fullname(self, region: str) -> str:
         return region if self.target.name == "master" else f"{self.target.name}:{region}"
 
-    def _fail(self, region: str, action: str, error: Exception) -> GlanceSyncError:
-        return GlanceSyncError(f"{self._fullname(region)}: {action}. Cause: {_cause(error)}")
+    def _fail(self, region: str, action: str, error: Exception) -> RegionError:
+        return RegionError(f"{self._fullname(region)}: {action}. Cause: {_cause(error)}")
 
     # -- the TargetSession interface ------------------------------------------------------------------
 
@@ -162,9 +162,7 @@ class OpenStackTargetSession:
             self._patch(region, created, [{"op": "remove", "path": f"/{UPLOAD_MARKER}"}])
         except BaseException as error:
             self._discard(region, created)
-            if isinstance(error, GlanceSyncError):
-                raise
-            if isinstance(error, Exception):
+            if isinstance(error, Exception) and not isinstance(error, RegionError):  # name region and image
                 raise self._fail(region, f"Upload of {image.name} failed", error) from None
             raise
         return created
@@ -183,13 +181,13 @@ class OpenStackTargetSession:
     def _verify_stored(self, region: str, image_id: str, master: Image) -> None:
         stored = self._get(region, image_id)
         if stored.get("status") != "active":
-            raise GlanceSyncError(
+            raise RegionError(
                 f"{self._fullname(region)}: Upload of {master.name} failed. Cause: the image is {stored.get('status')}"
             )
         expected = {"checksum": master.checksum, "os_hash_value": master.extra.get("os_hash_value")}
         for key, value in expected.items():
             if value and stored.get(key) and stored[key] != value:
-                raise GlanceSyncError(
+                raise RegionError(
                     f"{self._fullname(region)}: Upload of {master.name} failed. Cause: the region reports "
                     f"{key} {stored[key]}, the master has {value}"
                 )
@@ -419,6 +417,10 @@ def _auth_url(url: str, version: str) -> str:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     return f"{base}/v{version}"
+
+
+class RegionError(GlanceSyncError):
+    """A failure whose message already names the region and what failed (the target, the image)."""
 
 
 def _raise_for_status(response: Any) -> None:

@@ -1,0 +1,150 @@
+"""Faults against the real stack: a fault proxy sits in front of a real Glance, registered in Keystone as its own
+region, so the driver meets 5xx answers, dropped connections and corrupted bytes as it would in a cloud.
+
+- target:RegionFaulty = Keystone B's Glance seen through the proxy (uploads go through it);
+- RegionFaultyMaster = Keystone A's RegionOne Glance seen through another proxy (the master's downloads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+
+import pytest
+
+from sync.clouds.openstack import OpenStackCloud
+from sync.engine.config import load_config
+from sync.engine.glancesync import GlanceSync
+from sync.engine.reporter import RecordingReporter
+from tests.integration.test_openstack_sync import create, images_named
+from tests.realstack.faultproxy import FaultProxy, Rule
+
+pytestmark = pytest.mark.integration
+MB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def region_behind_proxy(conn, region: str, upstream_port: int):
+    """Register `region` in the connection's Keystone with an image endpoint on a fault proxy."""
+    with FaultProxy(upstream_port) as proxy:
+        service = next(conn.identity.services(type="image"))
+        conn.identity.create_region(id=region)
+        endpoints = [
+            conn.identity.create_endpoint(
+                service_id=service.id, interface=interface, url=f"http://127.0.0.1:{proxy.port}", region_id=region
+            )
+            for interface in ("public", "internal")
+        ]
+        try:
+            yield proxy
+        finally:
+            for endpoint in endpoints:
+                conn.identity.delete_endpoint(endpoint)
+            conn.identity.delete_region(region)
+
+
+@pytest.fixture(scope="module")
+def faulty(realstack):
+    """target:RegionFaulty: Keystone B's Glance behind a fault proxy."""
+    target = realstack.connect("target", "RegionOne")
+    with region_behind_proxy(target, "RegionFaulty", realstack.glance("RegionOne", "target").port) as proxy:
+        yield proxy
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_rules(faulty):
+    faulty.clear()
+    yield
+    faulty.clear()
+
+
+@pytest.fixture
+def prefix():
+    return f"fault{os.urandom(4).hex()}-"
+
+
+def engine_for(stack, prefix: str, *overrides) -> GlanceSync:
+    condition = ("metadata_condition", f"image.is_public and image.name.startswith('{prefix}')")
+    config = load_config(str(stack.glancesync_conf), [condition, *overrides])
+    return GlanceSync(config, OpenStackCloud(), RecordingReporter())
+
+
+def leftovers(stack, prefix):
+    """Images of the prefix in the proxied Glance that are not active (half-created uploads)."""
+    conn = stack.connect("target", "RegionOne")
+    return [(i.name, i.status) for i in images_named(conn, prefix).values() if i.status != "active"]
+
+
+def assert_converges(stack, prefix, faulty):
+    faulty.clear()
+    again = engine_for(stack, prefix).sync_region("target:RegionFaulty")
+    assert again.ok, again.error
+    names = [i.name for i in stack.connect("target", "RegionOne").image.images() if i.name.startswith(prefix)]
+    assert sorted(names) == sorted(set(names))  # no duplicate
+    assert leftovers(stack, prefix) == []
+
+
+def test_a_listing_that_fails_once_is_retried(realstack, faulty, prefix):
+    create(realstack.connect("source", "RegionOne"), prefix + "small", os.urandom(4096))
+    rule = faulty.add(Rule("GET", r"^/v2/images\?", "status", 503, times=1))
+    result = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
+    assert rule.fired == 1
+    assert result.ok and result.counters["uploads"] == 1, result.error
+
+
+@pytest.mark.parametrize(
+    ("rule", "cause"),
+    [
+        (Rule("PUT", r"/file$", "status", 500), "500"),
+        (Rule("PUT", r"/file$", "drop_request", 3 * MB), "Upload of"),
+        (Rule("PUT", r"/file$", "corrupt_request", 1234), "checksum"),
+    ],
+    ids=["answers-500", "drops-mid-upload", "corrupts-a-byte"],
+)
+def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_converges(
+    realstack, faulty, prefix, rule, cause
+):
+    create(realstack.connect("source", "RegionOne"), prefix + "data", os.urandom(8 * MB))
+    faulty.add(rule)
+    engine = engine_for(realstack, prefix)
+    failed = engine.sync_region("target:RegionFaulty")
+    other = engine.sync_region("RegionTwo")
+    assert rule.fired == 1
+    assert not failed.ok and "target:RegionFaulty" in failed.error and prefix + "data" in failed.error
+    assert cause in failed.error
+    assert "password" not in failed.error.lower() and realstack.passwords["target"] not in failed.error
+    assert leftovers(realstack, prefix) == []  # the image we created was deleted
+    assert other.ok and other.counters["uploads"] == 1
+    assert_converges(realstack, prefix, faulty)
+
+
+def test_a_master_glance_dying_mid_download_fails_the_region_and_leaves_nothing(realstack, faulty, prefix):
+    source = realstack.connect("source", "RegionOne")
+    create(source, prefix + "data", os.urandom(8 * MB))
+    with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port) as master_proxy:
+        rule = master_proxy.add(Rule("GET", r"/file$", "drop_response", 2 * MB))
+        engine = engine_for(realstack, prefix, ("main.master_region", "RegionFaultyMaster"))
+        failed = engine.sync_region("target:RegionFaulty")
+    assert rule.fired == 1
+    assert not failed.ok and prefix + "data" in failed.error
+    assert leftovers(realstack, prefix) == []
+    assert_converges(realstack, prefix, faulty)
+
+
+def test_an_unreachable_keystone_fails_its_target_fast_and_the_others_proceed(realstack, prefix):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    create(realstack.connect("source", "RegionOne"), prefix + "small", os.urandom(4096))
+    engine = engine_for(realstack, prefix, ("target.keystone_url", f"http://127.0.0.1:{port}/v3"))
+    start = time.monotonic()
+    unreachable = engine.sync_region("target:RegionOne")
+    elapsed = time.monotonic() - start
+    reachable = engine.sync_region("RegionTwo")
+    assert not unreachable.ok and "target" in unreachable.error
+    assert "cannot" in unreachable.error.lower() or "unreachable" in unreachable.error.lower(), unreachable.error
+    assert elapsed < 30
+    assert reachable.ok and reachable.counters["uploads"] == 1
