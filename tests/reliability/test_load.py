@@ -46,19 +46,24 @@ def web(transactional_db, tmp_path, demo_cloud, settings):
     refresh_status()
     cluster = Cluster(tmp_path, settings.GLANCESYNC_CLOUD)
     cluster.start()
-    port = free_port()
-    log = open(tmp_path / "runserver.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url), timeout=30, what="runserver")
+    server, url = start_web(tmp_path, settings.GLANCESYNC_CLOUD, free_port())
     yield url, cluster
     server.terminate()
     server.wait(timeout=15)
-    log.close()
     cluster.stop()
+
+
+def start_web(tmp_path: Path, cloud_url: str, port: int) -> tuple[subprocess.Popen, str]:
+    """`manage.py runserver` on the test database, in its own process group; wait until it answers."""
+    env = Cluster(tmp_path, cloud_url).env
+    with open(tmp_path / f"runserver-{port}.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url), timeout=30, what="runserver")
+    return server, url
 
 
 def _answers(url: str) -> bool:
