@@ -7,6 +7,8 @@ login and the `view_console` permission (the viewer role); every change is a POS
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import shutil
 import tempfile
@@ -505,27 +507,50 @@ def _backup_file(backup: Backup, name: str) -> Path:
     raise Http404("no such file in this backup")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(data: bytes) -> bytes:
+    """The CSV with every cell that a spreadsheet would run as a formula (=cmd, +, -, @) prefixed with `'`.
+
+    Image names come from the clouds. Rows without such a cell are written back exactly as they were."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, dialect="excel")
+    for row in csv.reader(io.StringIO(data.decode("utf-8"), newline="")):
+        writer.writerow(["'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in row])
+    return out.getvalue().encode("utf-8")
+
+
+def _csv_bytes(path: Path, original: bool) -> bytes:
+    data = path.read_bytes()
+    return data if original else spreadsheet_safe(data)
+
+
 @login_required
 @require_GET
 def backup_file(request, backup_id: int, name: str):
+    """One CSV; `?format=original` gives the stored bytes unchanged, for the original GlanceSync's tools."""
     _require_viewer(request)
     path = _backup_file(get_object_or_404(Backup, pk=backup_id), name)
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="text/csv")
+    data = _csv_bytes(path, request.GET.get("format") == "original")
+    return FileResponse(io.BytesIO(data), as_attachment=True, filename=path.name, content_type="text/csv")
 
 
 @login_required
 @require_GET
 def backup_zip(request, backup_id: int):
-    """The whole backup as one zip of its CSV files, in a folder named like the original's backups."""
+    """The whole backup as one zip of its CSV files, in a folder named like the original's backups
+    (spreadsheet-safe unless `?format=original`)."""
     _require_viewer(request)
     backup = get_object_or_404(Backup, pk=backup_id)
     files = backup.files()
     if not files:
         raise Http404("this backup has no file")
     archive = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (FileResponse closes it)
+    original = request.GET.get("format") == "original"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         for path in files:
-            zipped.write(path, f"{backup.folder}/{path.name}")
+            zipped.writestr(f"{backup.folder}/{path.name}", _csv_bytes(path, original))
     archive.seek(0)
     return FileResponse(archive, as_attachment=True, filename=f"{backup.folder}.zip", content_type="application/zip")
 

@@ -109,3 +109,21 @@ def test_an_unreadable_region_fails_the_backup_but_keeps_the_others(
     backup = make(operator_client, django_capture_on_commit_callbacks, ["Bilbao", "Malaga"])
     assert backup.state == "failed" and "Bilbao:" in backup.error
     assert [p.name for p in backup.files()] == ["backup_Madrid.csv", "backup_Malaga.csv"]
+
+
+def test_downloads_neutralise_formulas_unless_the_original_format_is_asked(
+    operator_client, console, enqueued, django_capture_on_commit_callbacks
+):
+    with (console / "backup_Bilbao.csv").open("a", newline="") as region:
+        region.write("Bilbao,=cmd|' /C calc'!A0,evil,active,1,c,o,True,{}\r\n")
+    backup = make(operator_client, django_capture_on_commit_callbacks, ["Bilbao"])
+    url = reverse("sync:backup_file", args=[backup.pk, "backup_Bilbao.csv"])
+    safe = b"".join(operator_client.get(url).streaming_content)
+    original = b"".join(operator_client.get(url + "?format=original").streaming_content)
+    assert original == (console / "backup_Bilbao.csv").read_bytes()
+    assert b"Bilbao,=cmd|' /C calc'!A0,evil" in original
+    assert b"Bilbao,'=cmd|' /C calc'!A0,evil" in safe
+    assert safe.replace(b"'=cmd", b"=cmd") == original  # only that cell changed
+    zipped = b"".join(operator_client.get(reverse("sync:backup_zip", args=[backup.pk])).streaming_content)
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert b"'=cmd" in archive.read(f"{backup.folder}/backup_Bilbao.csv")
