@@ -99,6 +99,14 @@ def _last_runs(regions: list[str]) -> dict[str, RegionRun]:
     return {run.region: run for run in runs}
 
 
+def _polled_partial(request, template: str, context: dict, still_live: bool) -> HttpResponse:
+    """The part of a page htmx polls; once nothing is left to watch, status 286 tells htmx to stop polling."""
+    response = render(request, template, context)
+    if not still_live:
+        response.status_code = POLL_STOP
+    return response
+
+
 def _require_viewer(request) -> None:
     if not request.user.has_perm("sync.view_console"):
         raise PermissionDenied("You need the viewer or operator role to see the console.")
@@ -155,10 +163,7 @@ def overview(request):
     _require_viewer(request)
     context = _overview_context()
     if request.htmx:
-        response = render(request, "sync/_overview_table.html", context)
-        if not context["live"]:
-            response.status_code = POLL_STOP
-        return response
+        return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
     return render(request, "sync/overview.html", context)
 
 
@@ -299,10 +304,7 @@ def run_detail(request, run_id: int):
     run = get_object_or_404(SyncRun, pk=run_id)
     context = {"run": run, "region_runs": run.region_runs.all()}
     if request.htmx:
-        response = render(request, "sync/_run_regions.html", context)
-        if run.finished:
-            response.status_code = POLL_STOP
-        return response
+        return _polled_partial(request, "sync/_run_regions.html", context, still_live=not run.finished)
     return render(request, "sync/run_detail.html", context)
 
 
@@ -474,10 +476,7 @@ def backups(request):
     _require_viewer(request)
     context = _backups_context()
     if request.htmx:
-        response = render(request, "sync/_backups.html", context)
-        if not context["active"]:
-            response.status_code = POLL_STOP
-        return response
+        return _polled_partial(request, "sync/_backups.html", context, still_live=context["active"])
     return render(request, "sync/backups.html", context)
 
 
