@@ -119,3 +119,33 @@ def test_a_checksum_decision_is_saved_whole_or_refused_with_a_message(checksum, 
 def test_every_engine_error_is_a_glancesync_error():
     for error in (ConfigError, ConditionError, BackupFormatError):
         assert issubclass(error, GlanceSyncError)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    checksum=st.text(max_size=120),
+    action=st.text(max_size=12) | st.sampled_from(["dontupdate", "rename", "replace", "undo"]),
+)
+@pytest.mark.django_db
+def test_the_conflict_form_saves_a_decision_whole_or_shows_why(checksum, action):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from sync.models import ChecksumDecision, Target
+    from tests.conftest import role_group
+
+    target, _ = Target.objects.get_or_create(name="fuzz")
+    user, _ = get_user_model().objects.get_or_create(username="fuzzer")
+    user.groups.add(role_group("operator"))
+    client = Client()
+    client.force_login(user)
+    before = set(ChecksumDecision.objects.values_list("checksum", "action"))
+    data = {"target": "fuzz", "checksum": checksum, "action": action}
+    response = client.post("/conflicts/decide/", data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    after = set(ChecksumDecision.objects.values_list("checksum", "action"))
+    if "Not recorded:" in response.content.decode():
+        assert after == before
+    else:
+        assert len(after ^ before) <= 1  # one decision added or removed, never a partial one
+    ChecksumDecision.objects.all().delete()
