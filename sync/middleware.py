@@ -16,7 +16,7 @@ def api_errors(get_response):
         is_json = response.get("Content-Type", "").startswith("application/json")
         if request.path.startswith(API_PREFIX) and response.status_code in CODES and not is_json:
             code, message = CODES[response.status_code]
-            detail = {"allowed": response["Allow"].split(", ")} if response.has_header("Allow") else None
+            detail = {"allowed": sorted(response["Allow"].split(", "))} if response.has_header("Allow") else None
             body = json.dumps({"error": {"code": code, "message": message, "detail": detail}})
             replaced = HttpResponse(body, status=response.status_code, content_type="application/json")
             if response.has_header("Allow"):
