@@ -57,6 +57,7 @@ PLANNED_ACTIONS = {
     "error_ami": "nothing: its kernel or ramdisk is not synchronised",
 }
 UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
+NO_WORK = ("ok", "ok_stalled_checksum")
 CONFLICT_STATUSES = ("error_checksum", "ok_stalled_checksum", "pending_rename", "pending_replace")
 POLL_STOP = 286  # htmx stops polling on this status
 
@@ -605,7 +606,9 @@ def preview(request):
     if chosen:
         snapshots = snapshots.filter(region__in=chosen)
     by_region: dict[str, list[ImageState]] = defaultdict(list)
-    for state in ImageState.objects.filter(region__in=[s.region for s in snapshots]).order_by("region", "position"):
+    relevant = ImageState.objects.filter(region__in=[s.region for s in snapshots]).exclude(status__in=NO_WORK)
+    fields = ("region", "image_name", "status", "size", "changes", "position")
+    for state in relevant.only(*fields).order_by("region", "position"):  # images with nothing to do: not loaded
         by_region[state.region].append(state)
     plans = [_region_plan(snapshot, by_region[snapshot.region]) for snapshot in snapshots]
     context = {
