@@ -379,7 +379,7 @@ def region(request, region: str, image: str | None = None, status: Status | None
             "master_checksum": s.master_checksum,
             "region_checksum": s.region_checksum,
             "size": s.size,
-            "message": MESSAGES[s.status],
+            "message": f"{MESSAGES[s.status]} ({s.reason})" if s.reason else MESSAGES[s.status],
         }
         for s in states
     ]

@@ -533,6 +533,7 @@ class ImageState(models.Model):
     changes = models.JSONField(
         default=list, blank=True, help_text="For pending_metadata: [[field, before, after], ...] a sync would apply."
     )
+    reason = models.CharField(max_length=500, blank=True, help_text="For error_ami: what the region lacks.")
     computed_at = models.DateTimeField()
 
     class Meta:

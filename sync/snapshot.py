@@ -10,7 +10,7 @@ from sync.engine.glancesync import GlanceSync
 from sync.engine.model import Image
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
-from sync.engine.status import ImageStatus
+from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
 
@@ -40,13 +40,16 @@ def refresh_region(engine: GlanceSync, region: str) -> str:
         listing = engine.session(ref.target).list_images(ref.name)
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
+        reasons = {
+            e.master.name: missing_ami_references(e.master, region_map) for e in statuses if e.status == "error_ami"
+        }
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         RegionSnapshot.objects.update_or_create(
             region=ref.fullname, defaults={"target": ref.target, "computed_at": timezone.now(), "error": message}
         )
         return message
-    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages())
+    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons)
     return ""
 
 
@@ -84,11 +87,15 @@ def store_statuses(
     statuses: list[ImageStatus],
     changes: dict[str, list[list]] | None = None,
     warnings: list[str] | None = None,
+    ami_reasons: dict[str, list[str]] | None = None,
 ) -> None:
     now = timezone.now()
     rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
     for row in rows:
         row.changes = (changes or {}).get(row.image_name, [])
+        missing = (ami_reasons or {}).get(row.image_name)
+        if missing:
+            row.reason = f"not synchronised to this target: {', '.join(missing)}"[:500]
     with transaction.atomic():
         # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
         ImageState.objects.filter(region=region).delete()

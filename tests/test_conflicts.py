@@ -91,3 +91,10 @@ def test_viewers_cannot_decide(viewer_client, configured):
     checksum = conflict_checksums()[0][2]
     assert decide(viewer_client, checksum, "rename").status_code == 403
     assert not ChecksumDecision.objects.filter(checksum=checksum).exists()
+
+
+def test_ami_errors_say_which_kernel_or_ramdisk_is_missing(viewer_client, configured):
+    state = ImageState.objects.get(region="partner:Lisbon", image_name="debian-12-ami")
+    assert state.status == "error_ami" and state.reason.startswith("not synchronised to this target: kernel_id ")
+    page = viewer_client.get(reverse("sync:conflicts")).content.decode()
+    assert "debian-12-ami in" in page and state.reason in page

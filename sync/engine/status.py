@@ -119,6 +119,15 @@ def _ami_property_state(prop: str, region: Image, master: Image, found: dict[str
     return "ready" if region.user_properties.get(prop) == found[aux_name].id else "update"
 
 
+def missing_ami_references(master: Image, found: dict[str, Image]) -> list[str]:
+    """Why an image is error_ami: its `kernel_id` / `ramdisk_id` names that the region's map lacks."""
+    return [
+        f"{prop} {master.user_properties[prop]}"
+        for prop in AMI_PROPERTIES
+        if prop in master.user_properties and master.user_properties[prop] not in found
+    ]
+
+
 def compute_statuses(
     selected: list[Image], found: dict[str, Image], target: TargetPolicy
 ) -> tuple[list[ImageStatus], dict[str, Image]]:
