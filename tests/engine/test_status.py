@@ -4,7 +4,7 @@ import pytest
 
 from sync.engine.model import Image, TargetPolicy
 from sync.engine.reporter import RecordingReporter
-from sync.engine.status import checksum_status, compute_statuses, match_region_images
+from sync.engine.status import checksum_status, compute_statuses, match_region_images, missing_ami_references
 
 
 def img(name, checksum="c", size=10, region="Burgos", id=None, **kw):
@@ -227,3 +227,10 @@ class TestMatching:
     def test_it_ignores_images_not_selected(self):
         found, warnings = self.match([img("zzz", owner="othertenant")])
         assert found == {} and warnings == []
+
+
+def test_missing_ami_references_name_the_properties_the_region_lacks():
+    master = img("ami", user_properties={"kernel_id": "k", "ramdisk_id": "r", "type": "x"})
+    assert missing_ami_references(master, {"k": img("k")}) == ["ramdisk_id r"]
+    assert missing_ami_references(master, {"k": img("k"), "r": img("r")}) == []
+    assert missing_ami_references(img("plain"), {}) == []
