@@ -33,6 +33,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Max
 
+from sync.management.importing import report_changes
 from sync.models import AuditEntry, Region, Target
 
 WHO = "import_clouds_yaml"
@@ -251,15 +252,7 @@ class Command(BaseCommand):
             raise CommandError(_scrub(f"nothing imported: {error}", secrets)) from None
         for note in notes:
             self.stdout.write(_scrub(f"note: {note}", secrets))
-        prefix = "would " if dry_run else ""
-        for change in self.changes:
-            self.stdout.write(prefix + change)
-        if not self.changes:
-            self.stdout.write(f"{path}: no changes (the database already holds these clouds)")
-        elif dry_run:
-            self.stdout.write(f"dry run: {len(self.changes)} change(s), nothing saved")
-        else:
-            self.stdout.write(f"{path}: imported, {len(self.changes)} change(s)")
+        report_changes(self.stdout.write, path, self.changes, dry_run, "the database already holds these clouds")
 
     def _record(self, obj, action: str, fields=()) -> None:
         AuditEntry.record(None, obj, action, fields, username=WHO)

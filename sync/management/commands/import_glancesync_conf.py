@@ -23,6 +23,7 @@ from django.db import transaction
 
 from sync.engine.config import ConfigError, load_config
 from sync.engine.model import TargetPolicy
+from sync.management.importing import report_changes
 from sync.models import HEX_CHECKSUM, AuditEntry, ChecksumDecision, MasterSettings, Region, Target
 
 WHO = "import_glancesync_conf"
@@ -113,15 +114,7 @@ class Command(BaseCommand):
             raise CommandError(f"nothing imported: {error}") from None
         for note in notes:
             self.stdout.write(f"note: {note}")
-        prefix = "would " if dry_run else ""
-        for change in self.changes:
-            self.stdout.write(prefix + change)
-        if not self.changes:
-            self.stdout.write(f"{path}: no changes (the database already holds this configuration)")
-        elif dry_run:
-            self.stdout.write(f"dry run: {len(self.changes)} change(s), nothing saved")
-        else:
-            self.stdout.write(f"{path}: imported, {len(self.changes)} change(s)")
+        report_changes(self.stdout.write, path, self.changes, dry_run, "the database already holds this configuration")
 
     def _record(self, obj, action: str, fields=()) -> None:
         AuditEntry.record(None, obj, action, fields, username=WHO)
