@@ -334,7 +334,8 @@ CONFLICT_PAGE_SIZE = 25
 def _conflict_page(number) -> tuple[list[dict], object]:
     """One page of conflicts: images whose region copy differs from the master, grouped by (target, region
     checksum), for the checksums that are in error or have a decision."""
-    decisions = {(d.target.name, d.checksum): d for d in ChecksumDecision.objects.select_related("target")}
+    decided = ChecksumDecision.objects.select_related("target", "created_by")  # the page shows who decided
+    decisions = {(d.target.name, d.checksum): d for d in decided}
     rows = ImageState.objects.filter(status__in=CONFLICT_STATUSES)
     wanted = Q(status="error_checksum") | Q(region_checksum__in={checksum for _, checksum in decisions})
     checksums = rows.filter(wanted).values_list("region_checksum", flat=True).distinct().order_by("region_checksum")
@@ -460,7 +461,7 @@ def schedules(request):
 def _backups_context() -> dict:
     backups = list(Backup.objects.all()[:50])
     return {
-        "backups": backups,
+        "backups": [(backup, backup.files()) for backup in backups],  # one folder listing per backup
         "active": any(not backup_is_finished(b) for b in backups),
         "regions": list(RegionSnapshot.objects.values_list("region", flat=True)),
     }
