@@ -389,16 +389,18 @@ def _connect(target: TargetPolicy) -> Connection:
         return openstack.connect(cloud=target.cloud_name, api_timeout=CALL_TIMEOUT, **_tls(target))
     if not (target.keystone_url and target.user and target.password is not None and target.tenant):
         raise GlanceSyncError("user, password, keystone_url and tenant are all needed")
-    version = "3" if target.use_keystone_v3 else "2.0"
+    credentials = {"username": target.user, "password": target.password, "project_name": target.tenant}
+    if target.use_keystone_v3:
+        version = "3"
+        scope = {"user_domain_name": target.user_domain, "project_domain_name": target.project_domain}
+    else:  # v2.0 has no domains: keystoneauth refuses a v2.0 login that names one
+        version, scope = "2.0", {"auth_type": "v2password"}
     return Connection(
         auth_url=_auth_url(target.keystone_url, version),
-        username=target.user,
-        password=target.password,
-        project_name=target.tenant,
-        user_domain_name=target.user_domain,
-        project_domain_name=target.project_domain,
         identity_api_version=version,
         api_timeout=CALL_TIMEOUT,
+        **credentials,
+        **scope,
         **_tls(target),
     )
 

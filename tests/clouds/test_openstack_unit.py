@@ -146,3 +146,22 @@ def test_a_failed_listing_names_the_region_and_the_cause(monkeypatch):
     monkeypatch.setattr(session, "_list_raw", refuse)
     with pytest.raises(GlanceSyncError, match="^Madrid: Error retrieving image list. Cause: ConnectionRefusedError"):
         session.list_images("Madrid")
+
+
+@pytest.mark.parametrize("v3", [True, False])
+def test_it_logs_in_with_domains_on_v3_only(v3):
+    from keystoneauth1.identity import v2 as ks_v2
+
+    from sync.clouds.openstack import _connect
+    from sync.engine.model import TargetPolicy
+
+    target = TargetPolicy(
+        name="master", user="u", password="p", tenant="t", keystone_url="http://k:5000/v3", use_keystone_v3=v3
+    )
+    auth = _connect(target).session.auth  # no network: the plugin authenticates on first use
+    if v3:
+        assert auth.auth_url == "http://k:5000/v3"
+        assert (auth._user_domain_name, auth._project_domain_name) == ("Default", "Default")
+    else:  # keystoneauth refuses a v2.0 login that names a domain
+        assert isinstance(auth, ks_v2.Password) and auth.auth_url == "http://k:5000/v2.0"
+        assert (auth.username, auth.tenant_name) == ("u", "t")

@@ -6,8 +6,7 @@ OS_GLANCE_CONFIG_DIR and the paste pipeline named by its [paste_deploy] section.
 
 import sqlite_immediate  # noqa: F401  (side effect: SQLite locking fix, see that module)
 from glance.wsgi.api import application  # noqa: F401
-
-from gunicorn.http import unreader  # noqa: E402
+from gunicorn.http import unreader
 
 # gunicorn 27 reads up to 1 MiB per recv() for a body of known length, then hands it out in the 64 KiB
 # pieces Glance asks for, copying the rest of its buffer on every piece: O(n^2) per recv.  Every upload
