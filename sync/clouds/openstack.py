@@ -32,6 +32,10 @@ PREFETCH = 8  # chunks read ahead of the upload: bounds the memory a transfer us
 PAGE_SIZE = 1000
 CALL_TIMEOUT = 120  # seconds per HTTP read; uploads have no overall limit (a big image takes long)
 RETRIES = {"connect_retries": 3, "status_code_retries": 3, "retriable_status_codes": [500, 502, 503, 504]}
+# For calls that must go out once: creating a record, sending a stream that cannot be replayed.  Without
+# this, openstacksdk retries image calls on 503 (image_status_code_retries = 5) and keystoneauth re-sends
+# after a 401 (new token) or a redirect, each time with the already consumed body.
+ONCE = {"connect_retries": 0, "status_code_retries": 0, "allow_reauth": False, "redirect": False}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
 # Glance v2 image attributes that are not user properties (everything else in the JSON is one).
@@ -150,11 +154,8 @@ class OpenStackTargetSession:
         try:
             chunks = source.session.read_image_data(source.region, source.image)
             body = HashingStream(chunks, source.image, progress)
-            response = glance.put(  # never retried: the stream cannot be replayed
-                f"/images/{created}/file",
-                data=body,
-                headers={"Content-Type": "application/octet-stream"},
-                connect_retries=0,
+            response = glance.put(
+                f"/images/{created}/file", data=body, headers={"Content-Type": "application/octet-stream"}, **ONCE
             )
             _raise_for_status(response)
             body.verify()
@@ -172,7 +173,7 @@ class OpenStackTargetSession:
         body |= {k: image.extra[k] for k in COPIED_ATTRIBUTES if image.extra.get(k) is not None}
         body |= glance_properties(image.user_properties) | {UPLOAD_MARKER: "1"}
         try:
-            response = self._region(region).image.post("/images", json=body)
+            response = self._region(region).image.post("/images", json=body, **ONCE)
             _raise_for_status(response)
         except Exception as error:
             raise self._fail(region, f"Cannot create the image {image.name}", error) from None

@@ -98,10 +98,13 @@ def test_a_listing_that_fails_once_is_retried(realstack, faulty, prefix):
     ("rule", "cause"),
     [
         (Rule("PUT", r"/file$", "status", 500), "500"),
+        (Rule("PUT", r"/file$", "status", 503, times=9), "503"),  # never re-sent (openstacksdk retries 503)
+        (Rule("PUT", r"/file$", "status", 401, times=9), "401"),  # nor after a new token
+        (Rule("POST", r"^/v2/images$", "status", 503, times=9), "Cannot create"),  # a record is made once
         (Rule("PUT", r"/file$", "drop_request", 3 * MB), "Upload of"),
         (Rule("PUT", r"/file$", "corrupt_request", 1234), "checksum"),
     ],
-    ids=["answers-500", "drops-mid-upload", "corrupts-a-byte"],
+    ids=["answers-500", "answers-503", "answers-401", "create-answers-503", "drops-mid-upload", "corrupts-a-byte"],
 )
 def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_converges(
     realstack, faulty, prefix, rule, cause
