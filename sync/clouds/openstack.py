@@ -143,8 +143,12 @@ class OpenStackTargetSession:
             if os.path.exists(path):
                 return _file_chunks(path)
         response = self._region(region).image.get(f"/images/{image.id}/file", stream=True, **RETRIES)
-        _raise_for_status(response)
-        return response.iter_content(chunk_size=CHUNK)
+        try:
+            _raise_for_status(response)
+        except GlanceSyncError:
+            response.close()
+            raise
+        return _response_chunks(response)
 
     def upload_image(
         self, region: str, image: Image, source: ImageSource, progress: ProgressCallback | None = None
@@ -160,7 +164,7 @@ class OpenStackTargetSession:
             _raise_for_status(response)
             body.verify()
             self._verify_stored(region, created, source.image)
-            self._patch(region, created, [{"op": "remove", "path": f"/{UPLOAD_MARKER}"}])
+            self._complete(region, created, image)
         except BaseException as error:
             self._discard(region, created)
             if isinstance(error, Exception) and not isinstance(error, RegionError):  # name region and image
@@ -171,6 +175,7 @@ class OpenStackTargetSession:
     def _create_record(self, region: str, image: Image) -> str:
         body = {"name": image.name, "visibility": "public" if image.is_public else "private"}
         body |= {k: image.extra[k] for k in COPIED_ATTRIBUTES if image.extra.get(k) is not None}
+        body["protected"] = False  # set by _complete: Glance refuses to delete a protected image, even unfinished
         body |= glance_properties(image.user_properties) | {UPLOAD_MARKER: "1"}
         try:
             response = self._region(region).image.post("/images", json=body, **ONCE)
@@ -179,13 +184,27 @@ class OpenStackTargetSession:
             raise self._fail(region, f"Cannot create the image {image.name}", error) from None
         return response.json()["id"]
 
+    def _complete(self, region: str, image_id: str, image: Image) -> None:
+        """The data is verified: drop the upload marker and protect the image if the master is protected."""
+        ops = [{"op": "remove", "path": _pointer(UPLOAD_MARKER)}]
+        if image.extra.get("protected"):
+            ops.append({"op": "replace", "path": "/protected", "value": True})
+        try:
+            self._patch(region, image_id, ops)
+        except GlanceSyncError:  # a retry after a lost answer is refused (409): look whether the first one landed
+            stored = self._get(region, image_id)
+            if UPLOAD_MARKER in stored or stored.get("protected") != bool(image.extra.get("protected")):
+                raise
+
     def _verify_stored(self, region: str, image_id: str, master: Image) -> None:
         stored = self._get(region, image_id)
         if stored.get("status") != "active":
             raise RegionError(
                 f"{self._fullname(region)}: Upload of {master.name} failed. Cause: the image is {stored.get('status')}"
             )
-        expected = {"checksum": master.checksum, "os_hash_value": master.extra.get("os_hash_value")}
+        expected = {"checksum": master.checksum}
+        if stored.get("os_hash_algo") == master.extra.get("os_hash_algo"):  # each Glance chooses its algorithm
+            expected["os_hash_value"] = master.extra.get("os_hash_value")
         for key, value in expected.items():
             if value and stored.get(key) and stored[key] != value:
                 raise RegionError(
@@ -221,13 +240,13 @@ class OpenStackTargetSession:
     def delete_image(self, region: str, image_id: str) -> bool:
         try:
             response = self._region(region).image.delete(f"/images/{image_id}", **RETRIES)
+            if response.status_code == 404:
+                return False
+            _raise_for_status(response)
         except ks_exceptions.NotFound:
             return False
         except Exception as error:
             raise self._fail(region, f"Error deleting image {image_id}", error) from None
-        if response.status_code == 404:
-            return False
-        _raise_for_status(response)
         return True
 
 
@@ -239,7 +258,8 @@ def image_from_glance(item: dict[str, Any], region: str) -> Image:
     images are not offered to every project, which is what the original's is_public meant."""
     properties = _user_properties(item)
     extra = {k: item.get(k) for k in (*COPIED_ATTRIBUTES, "os_hash_algo", "os_hash_value", "visibility")}
-    extra["unfinished_upload"] = UPLOAD_MARKER in item and item.get("status") != "active"
+    # Active too: the data arrived but was never verified (the run died, or the delete of bad data failed).
+    extra["unfinished_upload"] = UPLOAD_MARKER in item
     return Image(
         name=item.get("name") or "",
         id=item["id"],
@@ -269,13 +289,18 @@ def json_patch(current: dict[str, Any], image: Image) -> list[dict[str, Any]]:
     have = _user_properties(current)
     want = glance_properties(image.user_properties)
     for key in sorted(have.keys() - want.keys()):
-        ops.append({"op": "remove", "path": f"/{key}"})
+        ops.append({"op": "remove", "path": _pointer(key)})
     for key in sorted(want):
         if key not in have:
-            ops.append({"op": "add", "path": f"/{key}", "value": want[key]})
+            ops.append({"op": "add", "path": _pointer(key), "value": want[key]})
         elif have[key] != want[key]:
-            ops.append({"op": "replace", "path": f"/{key}", "value": want[key]})
+            ops.append({"op": "replace", "path": _pointer(key), "value": want[key]})
     return ops
+
+
+def _pointer(key: str) -> str:
+    """The JSON pointer to a property (RFC 6901: `~` and `/` in a name are escaped)."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def _user_properties(item: dict[str, Any]) -> dict[str, Any]:
@@ -319,12 +344,17 @@ class HashingStream:
             yield chunk
 
     def _hashed(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if chunk:
-                self.md5.update(chunk)  # hashlib releases the GIL: this overlaps the upload
-                if self.os_hash is not None:
-                    self.os_hash.update(chunk)
-                yield chunk
+        try:
+            for chunk in self.chunks:
+                if chunk:
+                    self.md5.update(chunk)  # hashlib releases the GIL: this overlaps the upload
+                    if self.os_hash is not None:
+                        self.os_hash.update(chunk)
+                    yield chunk
+        finally:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:  # a download stopped early releases its connection now
+                close()
 
     def verify(self) -> None:
         """The bytes sent must be the master's: same size, md5 and os_hash as the master declares."""
@@ -364,6 +394,10 @@ def read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
             put(_END)
         except BaseException as error:  # handed to the consumer, which raises it
             put(error)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     threading.Thread(target=reader, name="glancesync-read-ahead", daemon=True).start()
     try:
@@ -373,6 +407,14 @@ def read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()  # the consumer stopped (done, or the upload failed): let the reader end
+
+
+def _response_chunks(response: Any) -> Iterator[bytes]:
+    """The body in CHUNKs; the connection is released however the iteration ends (failure, cancel)."""
+    try:
+        yield from response.iter_content(chunk_size=CHUNK)
+    finally:
+        response.close()
 
 
 def _file_chunks(path: str) -> Iterator[bytes]:

@@ -18,7 +18,6 @@ from sync.engine.model import GlanceSyncError, SyncConfig, TargetPolicy
 DEFAULT_PATH = "/etc/glancesync.conf"  # the original's code path (its README said /etc/fiware.d/...)
 ENV_CONFIG = "GLANCESYNC_CONFIG"
 BUILTIN_DEFAULTS = {
-    "use_keystone_v3": "False",
     "support_obsolete_images": "True",
     "only_tenant_images": "True",
     "list_images_timeout": "30",
@@ -267,7 +266,7 @@ def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_c
         name=section,
         **(credential or {}),
         tenant_id=(reader.get(section, "tenant_id") or "").strip() or None,
-        use_keystone_v3=reader.get_bool(section, "use_keystone_v3"),
+        use_keystone_v3=_keystone_v3(reader, section, (credential or {}).get("keystone_url")),
         user_domain=(reader.get(section, "user_domain") or "").strip() or "Default",
         project_domain=(reader.get(section, "project_domain") or "").strip() or "Default",
         cloud_name=cloud_name,
@@ -279,6 +278,14 @@ def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_c
         list_images_timeout=reader.get_int(section, "list_images_timeout", 30),
         **sets,
     )
+
+
+def _keystone_v3(reader: _Reader, section: str, keystone_url: str | None) -> bool:
+    """v3 unless the target says v2.0: `use_keystone_v3 = False`, or a keystone_url ending in /v2.0 without
+    the option. The original defaulted to v2.0, which no Keystone has served since Queens (2018)."""
+    if reader.has(section, "use_keystone_v3"):
+        return reader.get_bool(section, "use_keystone_v3")
+    return not (keystone_url or "").rstrip("/").endswith("/v2.0")
 
 
 def _master_region(reader: _Reader, environ: Mapping[str, str]) -> str:

@@ -65,7 +65,7 @@ class TargetPolicy:
     keystone_url: str | None = None
     tenant: str | None = None
     tenant_id: str | None = None
-    use_keystone_v3: bool = False
+    use_keystone_v3: bool = True
     user_domain: str = "Default"
     project_domain: str = "Default"
     cloud_name: str | None = None  # an entry of clouds.yaml used for auth instead of the fields above

@@ -45,6 +45,15 @@ def test_it_patches_only_what_differs():
     ]
 
 
+def test_it_escapes_property_names_in_json_pointers():
+    wanted = image_from_glance(GLANCE_IMAGE, "R")
+    wanted.user_properties = {**wanted.user_properties, "a/b": "1", "c~d": "2"}
+    assert json_patch(GLANCE_IMAGE, wanted) == [
+        {"op": "add", "path": "/a~1b", "value": "1"},
+        {"op": "add", "path": "/c~0d", "value": "2"},
+    ]
+
+
 def test_it_does_not_make_shared_images_private_when_the_master_is_private_too():
     wanted = image_from_glance(GLANCE_IMAGE, "R")
     wanted.is_public = False
@@ -90,9 +99,10 @@ def test_it_hides_the_upload_marker_and_flags_unfinished_uploads():
     unfinished = image_from_glance({**GLANCE_IMAGE, "status": "saving", UPLOAD_MARKER: "1"}, "R")
     assert unfinished.extra["unfinished_upload"] is True
     assert UPLOAD_MARKER not in unfinished.user_properties
-    finished = image_from_glance({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, "R")
-    assert finished.extra["unfinished_upload"] is False
-    assert json_patch({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, finished) == []
+    unverified = image_from_glance({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, "R")  # active, never verified
+    assert unverified.extra["unfinished_upload"] is True
+    assert json_patch({**GLANCE_IMAGE, UPLOAD_MARKER: "1"}, unverified) == []
+    assert image_from_glance(GLANCE_IMAGE, "R").extra["unfinished_upload"] is False
 
 
 def test_read_ahead_yields_everything_in_order():
@@ -165,3 +175,55 @@ def test_it_logs_in_with_domains_on_v3_only(v3):
     else:  # keystoneauth refuses a v2.0 login that names a domain
         assert isinstance(auth, ks_v2.Password) and auth.auth_url == "http://k:5000/v2.0"
         assert (auth.username, auth.tenant_name) == ("u", "t")
+
+
+def stored_session(monkeypatch, stored):
+    from sync.clouds.openstack import OpenStackTargetSession
+    from sync.engine.model import TargetPolicy
+
+    session = OpenStackTargetSession(TargetPolicy(name="other"))
+    monkeypatch.setattr(session, "_get", lambda region, image_id: stored)
+    return session
+
+
+def test_the_stored_image_must_report_the_masters_hashes(monkeypatch):
+    master = master_image(b"data")
+    stored = {"status": "active", "checksum": master.checksum, "os_hash_algo": "sha512", "os_hash_value": "bad"}
+    with pytest.raises(
+        GlanceSyncError, match=r"^other:R2: Upload of m failed\. Cause: the region reports os_hash_value"
+    ):
+        stored_session(monkeypatch, stored)._verify_stored("R2", "id", master)
+    stored_session(monkeypatch, {**stored, "os_hash_value": master.extra["os_hash_value"]})._verify_stored(
+        "R2", "id", master
+    )
+
+
+def test_a_region_hashing_with_another_algorithm_is_checked_by_md5_only(monkeypatch):
+    master = master_image(b"data")
+    stored = {"status": "active", "checksum": master.checksum, "os_hash_algo": "sha256", "os_hash_value": "other"}
+    stored_session(monkeypatch, stored)._verify_stored("R2", "id", master)  # no error
+    with pytest.raises(GlanceSyncError, match="the region reports checksum"):
+        stored_session(monkeypatch, {**stored, "checksum": "0" * 32})._verify_stored("R2", "id", master)
+
+
+def test_a_download_stopped_early_releases_its_connection():
+    from sync.clouds.openstack import _response_chunks
+
+    class Response:
+        closed = False
+
+        def iter_content(self, chunk_size):
+            yield from (b"x" * 10 for _ in range(100))
+
+        def close(self):
+            self.closed = True
+
+    response = Response()
+    stream = HashingStream(_response_chunks(response), master_image(b"x" * 1000), None)
+    chunks = iter(stream)
+    next(chunks)
+    chunks.close()  # the upload failed or was cancelled
+    deadline = time.monotonic() + 5
+    while not response.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert response.closed

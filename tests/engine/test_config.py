@@ -228,6 +228,24 @@ def test_csv_values_are_stripped_and_empty_values_are_empty() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "option", "expected"),
+    [
+        ("http://k:5000/v3", "", True),
+        ("http://k:5000/", "", True),  # the original's default was v2.0: no Keystone serves it any more
+        ("http://k:5000/v2.0", "", False),  # the URL says so
+        ("http://k:5000/v2.0/", "", False),
+        ("http://k:5000/v3", "use_keystone_v3 = False\n", False),  # the option wins
+        ("http://k:5000/v2.0", "use_keystone_v3 = True\n", True),
+    ],
+)
+def test_keystone_v3_is_the_default_unless_the_target_says_v2(url: str, option: str, expected: bool) -> None:
+    config = load(
+        f"[main]\nmaster_region = R\n[master]\nuser = u\npassword = p\nkeystone_url = {url}\ntenant = t\n{option}"
+    )
+    assert config.targets["master"].use_keystone_v3 is expected
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [("yes", True), ("On", True), ("1", True), ("TRUE", True), ("off", False), ("0", False)],
 )
@@ -393,7 +411,7 @@ def test_without_any_file_the_master_comes_from_the_environment_with_full_defaul
     assert (master.only_tenant_images, master.support_obsolete_images) == (True, True)
     assert (master.list_images_timeout, master.use_keystone_v3, master.metadata_condition) == (
         30,
-        False,
+        True,
         None,
     )
 

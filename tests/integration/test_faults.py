@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from sync.clouds.base import UPLOAD_MARKER
 from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
@@ -72,9 +73,10 @@ def engine_for(stack, prefix: str, *overrides) -> GlanceSync:
 
 
 def leftovers(stack, prefix):
-    """Images of the prefix in the proxied Glance that are not active (half-created uploads)."""
+    """Images of the prefix in the proxied Glance that are not active or not verified (the upload marker)."""
     conn = stack.connect("target", "RegionOne")
-    return [(i.name, i.status) for i in images_named(conn, prefix).values() if i.status != "active"]
+    found = images_named(conn, prefix).values()
+    return [(i.name, i.status) for i in found if i.status != "active" or UPLOAD_MARKER in (i.properties or {})]
 
 
 def assert_converges(stack, prefix, faulty):
@@ -121,6 +123,25 @@ def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_conve
     assert leftovers(realstack, prefix) == []  # the image we created was deleted
     assert other.ok and other.counters["uploads"] == 1
     assert_converges(realstack, prefix, faulty)
+
+
+def test_a_failed_upload_of_a_protected_image_leaves_nothing(realstack, faulty, prefix):
+    """Glance refuses to delete a protected image: a copy is protected only once its data is verified."""
+    master = realstack.connect("source", "RegionOne")
+    image = create(master, prefix + "guarded", os.urandom(2 * MB), is_protected=True)
+    try:
+        faulty.add(Rule("PUT", r"/file$", "corrupt_request", 1234))
+        failed = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
+        assert not failed.ok and "checksum" in failed.error
+        assert leftovers(realstack, prefix) == []
+        assert_converges(realstack, prefix, faulty)
+        copy = images_named(realstack.connect("target", "RegionOne"), prefix)[prefix + "guarded"]
+        assert copy.is_protected
+    finally:
+        master.image.update_image(image, is_protected=False)
+        target = realstack.connect("target", "RegionOne")
+        for found in images_named(target, prefix).values():
+            target.image.update_image(found, is_protected=False)
 
 
 def test_a_master_glance_dying_mid_download_fails_the_region_and_leaves_nothing(realstack, faulty, prefix):

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
-from sync.engine.reporter import RecordingReporter
+from sync.engine.reporter import Cancelled, RecordingReporter
 from tests.realstack.stack import kill_glance, start_glance
 
 pytestmark = pytest.mark.integration
@@ -158,18 +158,90 @@ def test_a_glance_killed_mid_upload_fails_only_its_region_and_a_rerun_converges(
                 kill_glance("RegionTwo")
 
     engine = GlanceSync(config, OpenStackCloud(), KillingReporter())
-    failed = engine.sync_region("RegionTwo")
-    other = engine.sync_region("target:RegionOne")
+    try:
+        failed = engine.sync_region("RegionTwo")
+        other = engine.sync_region("target:RegionOne")
+    finally:
+        start_glance("RegionTwo")  # the other tests need it, whatever happened here
     assert killed.is_set()
     assert not failed.ok and "RegionTwo" in failed.error and prefix + "huge" in failed.error
     assert other.ok and other.counters["uploads"] == 1
 
-    start_glance("RegionTwo")
     two = realstack.connect("source", "RegionTwo")
     out = glancesync(realstack, prefix, "RegionTwo")
     leftovers = [i for i in two.image.images() if i.name == prefix + "huge"]
     assert [i.status for i in leftovers] == ["active"], out
     assert status_rows(realstack, prefix, "RegionTwo") == [f"ok,RegionTwo,{prefix}huge"]
+
+
+def test_a_cancel_mid_upload_deletes_the_image_it_was_filling(realstack, master, prefix):
+    create(master, prefix + "big", os.urandom(30 * MB))
+    config = load_config(str(realstack.glancesync_conf), [("metadata_condition", f"image.name.startswith('{prefix}')")])
+
+    class CancellingReporter(RecordingReporter):
+        def progress(self, image_name, done, total):
+            if done > 5 * MB:
+                raise Cancelled("cancelled by an operator")
+
+    result = GlanceSync(config, OpenStackCloud(), CancellingReporter()).sync_region("RegionTwo")
+    assert result.cancelled and not result.ok
+    assert images_named(realstack.connect("source", "RegionTwo"), prefix) == {}  # not even queued/saving
+
+
+def test_it_updates_changed_and_removed_properties_and_keeps_local_ones(realstack, master, prefix):
+    image = create(master, prefix + "meta", os.urandom(2048), a="1", b="2")
+    two = realstack.connect("source", "RegionTwo")
+    only_a_b = ("--config", "metadata_set=a,b")
+    glancesync(realstack, prefix, "RegionTwo", *only_a_b)
+    copy = images_named(two, prefix)[prefix + "meta"]
+    two.image.update_image_properties(copy, local="mine")  # a region's own property, outside metadata_set
+    master.image.update_image_properties(image, a="10")  # merges; removing b takes a JSON patch
+    response = master.image.patch(
+        f"/images/{image.id}",
+        json=[{"op": "remove", "path": "/b"}],
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+    )
+    assert response.status_code == 200, response.text
+    assert status_rows(realstack, prefix, "RegionTwo", *only_a_b) == [f"pending_metadata,RegionTwo,{prefix}meta"]
+
+    glancesync(realstack, prefix, "RegionTwo", *only_a_b)
+    properties = two.image.get_image(copy.id).properties
+    assert (properties.get("a"), "b" in properties, properties.get("local")) == ("10", False, "mine")
+    assert status_rows(realstack, prefix, "RegionTwo", *only_a_b) == [f"ok,RegionTwo,{prefix}meta"]
+
+
+def test_a_protected_image_is_copied_protected(realstack, master, prefix):
+    image = create(master, prefix + "guarded", os.urandom(4096), is_protected=True)
+    two = realstack.connect("source", "RegionTwo")
+    try:
+        glancesync(realstack, prefix, "RegionTwo")
+        copy = images_named(two, prefix)[prefix + "guarded"]
+        assert (copy.is_protected, copy.checksum, copy.status) == (True, image.checksum, "active")
+        assert status_rows(realstack, prefix, "RegionTwo") == [f"ok,RegionTwo,{prefix}guarded"]
+    finally:
+        for conn in (master, two):
+            for found in images_named(conn, prefix).values():
+                conn.image.update_image(found, is_protected=False)
+
+
+def test_the_legacy_conf_alone_drives_both_keystones(realstack, master, prefix, tmp_path):
+    """The issue's exact use: no --cloud, [master] with use_keystone_v3 = True, a second section without it."""
+    create(master, prefix + "both", os.urandom(64 * 1024), type="base")
+    only_mine = f"metadata_condition = image.is_public and image.name.startswith('{prefix}')"
+    conf = tmp_path / "that.conf"
+    conf.write_text(
+        "[main]\nmaster_region = RegionOne\n\n"
+        f"[master]\nuser = admin\npassword = {realstack.passwords['source']}\n"
+        f"keystone_url = {realstack.source_auth_url}\ntenant = admin\nuse_keystone_v3 = True\n{only_mine}\n\n"
+        f"[other]\nuser = admin\npassword = {realstack.passwords['target']}\n"
+        f"keystone_url = {realstack.target_auth_url}\ntenant = admin\n{only_mine}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    call_command("glancesync", "--config-file", str(conf), "RegionTwo", "other:RegionOne", stdout=out, stderr=err)
+    assert out.getvalue().count("Image uploaded.") == 2, out.getvalue()
+    out = io.StringIO()
+    call_command("glancesync", "--config-file", str(conf), "--show-status", "RegionTwo", "other:RegionOne", stdout=out)
+    assert out.getvalue().split() == [f"ok,RegionTwo,{prefix}both", f"ok,other:RegionOne,{prefix}both"]
 
 
 def test_a_rerun_is_a_no_op(realstack, master, prefix):
