@@ -191,7 +191,7 @@ class OpenStackTargetSession:
             ops.append({"op": "replace", "path": "/protected", "value": True})
         try:
             self._patch(region, image_id, ops)
-        except GlanceSyncError:  # a retry after a lost answer is refused (409): look whether the first one landed
+        except Exception:  # a lost answer (its retry is refused with 409): look whether the first one landed
             stored = self._get(region, image_id)
             if UPLOAD_MARKER in stored or stored.get("protected") != bool(image.extra.get("protected")):
                 raise

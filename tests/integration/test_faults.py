@@ -125,6 +125,17 @@ def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_conve
     assert_converges(realstack, prefix, faulty)
 
 
+def test_a_lost_answer_to_the_final_patch_keeps_the_verified_image(realstack, faulty, prefix):
+    """Glance removed the upload marker but the answer was lost: the retry is refused, the image is kept."""
+    create(realstack.connect("source", "RegionOne"), prefix + "kept", os.urandom(MB))
+    rule = faulty.add(Rule("PATCH", r"^/v2/images/[0-9a-f-]+$", "lose_answer"))
+    result = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
+    assert rule.fired == 1
+    assert result.ok and result.counters["uploads"] == 1, result.error
+    assert leftovers(realstack, prefix) == []
+    assert set(images_named(realstack.connect("target", "RegionOne"), prefix)) == {prefix + "kept"}
+
+
 def test_a_failed_upload_of_a_protected_image_leaves_nothing(realstack, faulty, prefix):
     """Glance refuses to delete a protected image: a copy is protected only once its data is verified."""
     master = realstack.connect("source", "RegionOne")

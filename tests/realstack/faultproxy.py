@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy in front of a real Glance, for the fault tests.
 
 Requests are forwarded as they come (bodies streamed both ways) unless a rule matches: answer a status
-without forwarding, cut the connection after N bytes of the request or response body, or flip a byte of the
-request body on its way (data corruption the receiving Glance then hashes). Each rule fires `times` times.
+without forwarding, cut the connection after N bytes of the request or response body, flip a byte of the
+request body on its way (data corruption the receiving Glance then hashes), or carry the request out and cut
+the connection before the answer (a lost answer). Each rule fires `times` times.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 class Rule:
     method: str
     path: str  # a regular expression searched in the request path
-    action: str  # "status", "drop_request", "drop_response" or "corrupt_request"
+    action: str  # "status", "drop_request", "drop_response", "corrupt_request" or "lose_answer"
     value: int = 0  # the status, or the byte count after which to drop / at which to corrupt
     times: int = 1
     fired: int = 0
@@ -90,6 +91,11 @@ class FaultProxy:
                 if not self._send_body(upstream, length, rule):
                     return
                 response = upstream.getresponse()
+                if rule is not None and rule.action == "lose_answer":  # the request was carried out
+                    response.read()
+                    upstream.close()
+                    self._drop(None)
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_BY_HOP:
