@@ -80,20 +80,22 @@ def measure_product(stack: StackInfo, master_id: str) -> dict:
 def raw_copy(stack: StackInfo, master_id: str, known_length: bool) -> dict:
     """curl | curl between the two Glance servers.  curl uploads a pipe chunked unless told the length."""
     source, two = stack.connect("source", "RegionOne"), stack.connect("source", "RegionTwo")
-    token = source.session.get_token()
     size = source.image.get_image(master_id).size
     created = two.image.post("/images", json={"name": NAME, "disk_format": "raw", "container_format": "bare"})
     target_id = created.json()["id"]
     get_url = source.image.get_endpoint().rstrip("/") + f"/images/{master_id}/file"
     put_url = two.image.get_endpoint().rstrip("/") + f"/images/{target_id}/file"
     length = f"-H 'Transfer-Encoding:' -H 'Content-Length: {size}'" if known_length else ""
-    pipeline = (
-        f"curl -sSf -H 'X-Auth-Token: {token}' '{get_url}' | curl -sSf -T - -X PUT {length} "
-        f"-H 'X-Auth-Token: {token}' -H 'Content-Type: application/octet-stream' '{put_url}'"
-    )
-    start = time.perf_counter()
-    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], check=True)
-    seconds = time.perf_counter() - start
+    with tempfile.NamedTemporaryFile("w", suffix=".headers") as headers:  # mode 0600: the token stays out of ps
+        headers.write(f"X-Auth-Token: {source.session.get_token()}\n")
+        headers.flush()
+        pipeline = (
+            f"curl -sSf -H @{headers.name} '{get_url}' | curl -sSf -T - -X PUT {length} -H @{headers.name} "
+            f"-H 'Content-Type: application/octet-stream' '{put_url}'"
+        )
+        start = time.perf_counter()
+        subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], check=True)
+        seconds = time.perf_counter() - start
     return {"seconds": seconds, "base_kib": 0, "peak_kib": peak_kib(children=True)}
 
 
