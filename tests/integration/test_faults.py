@@ -27,23 +27,25 @@ MB = 1024 * 1024
 
 
 @contextlib.contextmanager
-def region_behind_proxy(conn, region: str, upstream_port: int):
-    """Register `region` in the connection's Keystone with an image endpoint on a fault proxy."""
-    with FaultProxy(upstream_port) as proxy:
+def region_behind_proxy(conn, region: str, upstream_port: int, tls=None):
+    """Register `region` in the connection's Keystone with an image endpoint on a fault proxy (HTTPS: `tls`)."""
+    with FaultProxy(upstream_port, tls=tls) as proxy:
+        remove_region(conn, region)  # left behind by a test run that was killed (the stack outlives it)
         service = next(conn.identity.services(type="image"))
         conn.identity.create_region(id=region)
-        endpoints = [
-            conn.identity.create_endpoint(
-                service_id=service.id, interface=interface, url=f"http://127.0.0.1:{proxy.port}", region_id=region
-            )
-            for interface in ("public", "internal")
-        ]
+        for interface in ("public", "internal"):
+            conn.identity.create_endpoint(service_id=service.id, interface=interface, url=proxy.url, region_id=region)
         try:
             yield proxy
         finally:
-            for endpoint in endpoints:
-                conn.identity.delete_endpoint(endpoint)
-            conn.identity.delete_region(region)
+            remove_region(conn, region)
+
+
+def remove_region(conn, region: str) -> None:
+    for endpoint in list(conn.identity.endpoints(region_id=region)):
+        if endpoint.region_id == region:  # never trust a filter with the stack's own endpoints
+            conn.identity.delete_endpoint(endpoint)
+    conn.identity.delete_region(region, ignore_missing=True)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,10 @@ def prefix():
     return f"fault{os.urandom(4).hex()}-"
 
 
-def engine_for(stack, prefix: str, *overrides) -> GlanceSync:
+def engine_for(stack, prefix: str, *overrides, cloud=None) -> GlanceSync:
     condition = ("metadata_condition", f"image.is_public and image.name.startswith('{prefix}')")
     config = load_config(str(stack.glancesync_conf), [condition, *overrides])
-    return GlanceSync(config, OpenStackCloud(), RecordingReporter())
+    return GlanceSync(config, cloud or OpenStackCloud(), RecordingReporter())
 
 
 def leftovers(stack, prefix):
@@ -166,6 +168,26 @@ def test_a_master_glance_dying_mid_download_fails_the_region_and_leaves_nothing(
     assert not failed.ok and prefix + "data" in failed.error
     assert leftovers(realstack, prefix) == []
     assert_converges(realstack, prefix, faulty)
+
+
+@pytest.mark.parametrize("file_matches", [True, False], ids=["local-copy", "corrupt-local-copy"])
+def test_images_dir_serves_the_bytes_and_they_are_still_verified(realstack, faulty, prefix, tmp_path, file_matches):
+    """The original's mode: the master's bytes from <images_dir>/<id>; the master Glance's download is not used."""
+    source = realstack.connect("source", "RegionOne")
+    data = os.urandom(3 * MB)
+    image = create(source, prefix + "local", data)
+    (tmp_path / image.id).write_bytes(data if file_matches else data[:-1] + b"?")
+    with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port) as master_proxy:
+        downloads = master_proxy.add(Rule("GET", r"/file$", "status", 500, times=99))  # a download would fail
+        local = OpenStackCloud(images_dir=str(tmp_path))
+        engine = engine_for(realstack, prefix, ("main.master_region", "RegionFaultyMaster"), cloud=local)
+        result = engine.sync_region("target:RegionFaulty")
+    assert downloads.fired == 0
+    if file_matches:
+        assert result.ok and result.counters["uploads"] == 1, result.error
+    else:
+        assert not result.ok and "corrupt" in result.error and "md5" in result.error
+    assert leftovers(realstack, prefix) == []
 
 
 def test_an_unreachable_keystone_fails_its_target_fast_and_the_others_proceed(realstack, prefix):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,13 +34,18 @@ class Rule:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    """`tls`: serve HTTPS with this server context (the upstream stays plain HTTP)."""
+
+    def __init__(self, upstream_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.upstream_port = upstream_port
         self.rules: list[Rule] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="fault-proxy", daemon=True)
 
     def __enter__(self) -> FaultProxy:
