@@ -86,7 +86,7 @@ def test_it_syncs_bytes_properties_and_ami_references_to_both_targets(realstack,
     )  # fmt: skip
     sizes = {"small": 100 * 1024, "medium": 5 * MB, "large": 100 * MB}
     for name, size in sizes.items():
-        create(master, prefix + name, os.urandom(size), type="base", nid="7")
+        create(master, prefix + name, os.urandom(size), type="base", nid="7", min_ram=64, min_disk=1)
     create(master, prefix + "private", os.urandom(4096), visibility="private")
 
     out = glancesync(realstack, prefix, *REGIONS)
@@ -107,7 +107,9 @@ def test_it_syncs_bytes_properties_and_ami_references_to_both_targets(realstack,
             )
             assert download(conn, copy.id) == (original.checksum, original.hash_value), f"{region} {name}"
             assert (copy.disk_format, copy.container_format) == (original.disk_format, original.container_format)
+            assert (copy.min_ram, copy.min_disk) == (original.min_ram, original.min_disk)
         assert copies[prefix + "large"].properties["nid"] == "7"
+        assert (copies[prefix + "large"].min_ram, copies[prefix + "large"].min_disk) == (64, 1)
         ami = copies[prefix + "ami"]
         assert (ami.kernel_id, ami.ramdisk_id) == (copies[prefix + "kernel"].id, copies[prefix + "ramdisk"].id)
 
