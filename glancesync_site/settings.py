@@ -174,6 +174,9 @@ if _REDIS_URL:
 
 # How long a region stays locked after its worker's last heartbeat (renewed every quarter of it).
 GLANCESYNC_LEASE_SECONDS = env_int("GLANCESYNC_LEASE_SECONDS", 60)
+# A region task enqueued this long ago and not started is enqueued again (a broker may lose tasks; a second
+# delivery is a no-op). Longer than tasks usually wait for a free worker, or copies pile up in the queue.
+GLANCESYNC_REDISPATCH_SECONDS = env_int("GLANCESYNC_REDISPATCH_SECONDS", 900)
 
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")

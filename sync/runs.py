@@ -83,8 +83,6 @@ def busy_region_runs(regions: Iterable[str]):
 
 def dispatch(run_id: int) -> list[RegionRun]:
     """Enqueue waiting regions of the run while it has fewer than max_children enqueued and unfinished."""
-    from django_q.tasks import async_task  # the broker is only needed once something is enqueued
-
     run = SyncRun.objects.get(pk=run_id)
     if run.cancel_requested:
         return []
@@ -97,15 +95,41 @@ def dispatch(run_id: int) -> list[RegionRun]:
             dispatched_at=timezone.now()
         )
         if claimed:
-            task_id = async_task(
-                "sync.tasks.sync_region",
-                region_run.pk,
-                task_name=f"run {run.pk} {region_run.region}"[:100],
-                group=f"run-{run.pk}",
-            )
-            RegionRun.objects.filter(pk=region_run.pk).update(task_id=task_id or "")
+            _enqueue(region_run)
             dispatched.append(region_run)
     return dispatched
+
+
+def _enqueue(region_run: RegionRun) -> None:
+    from django_q.tasks import async_task  # the broker is only needed once something is enqueued
+
+    task_id = async_task(
+        "sync.tasks.sync_region",
+        region_run.pk,
+        task_name=f"run {region_run.run_id} {region_run.region}"[:100],
+        group=f"run-{region_run.run_id}",
+    )
+    RegionRun.objects.filter(pk=region_run.pk).update(task_id=task_id or "")
+
+
+def redispatch_lost() -> list[int]:
+    """Enqueue again the region tasks enqueued longer than GLANCESYNC_REDISPATCH_SECONDS ago and not started.
+
+    A broker can lose a task (Redis restarted without persistence); its region would stay queued, and busy
+    to every other run, for ever. A second copy of a task that was only waiting for a worker is harmless:
+    the first delivery starts the region, the other finds it no longer waiting."""
+    now = timezone.now()
+    deadline = now - timedelta(seconds=settings.GLANCESYNC_REDISPATCH_SECONDS)
+    stale = RegionRun.objects.filter(state=RunState.QUEUED, dispatched_at__lt=deadline, run__cancel_requested=False)
+    redone = []
+    for region_run in stale:
+        claimed = RegionRun.objects.filter(
+            pk=region_run.pk, state=RunState.QUEUED, dispatched_at=region_run.dispatched_at
+        ).update(dispatched_at=now)
+        if claimed:
+            _enqueue(region_run)
+            redone.append(region_run.pk)
+    return redone
 
 
 # -- the region lock ---------------------------------------------------------------------------------------

@@ -218,9 +218,12 @@ def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, sched
 
 
 def recover_interrupted() -> str:
-    """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted."""
-    recovered = runs.recover_interrupted()
-    return f"{len(recovered)} interrupted region runs recovered" if recovered else "nothing to recover"
+    """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted,
+    and region tasks a broker lost are enqueued again."""
+    recovered, redispatched = runs.recover_interrupted(), runs.redispatch_lost()
+    said = [f"{len(recovered)} interrupted region runs recovered"] if recovered else []
+    said += [f"{len(redispatched)} region tasks enqueued again"] if redispatched else []
+    return "; ".join(said) or "nothing to recover"
 
 
 def make_backup(backup_id: int) -> str:

@@ -140,6 +140,26 @@ def test_it_marks_a_region_whose_worker_died_interrupted_and_goes_on(enqueued, s
     assert tasks.sync_region(a.pk).endswith("nothing done")  # a re-delivered task does not run it again
 
 
+def test_a_region_task_the_broker_lost_is_enqueued_again(enqueued, settings):
+    run = start(["A", "B", "C"], max_children=3)
+    runs.dispatch(run.pk)
+    a, b, c = run.region_runs.order_by("position")
+    long_ago = timezone.now() - timedelta(seconds=settings.GLANCESYNC_REDISPATCH_SECONDS + 1)
+    RegionRun.objects.filter(pk__in=[a.pk, b.pk]).update(dispatched_at=long_ago)
+    RegionRun.objects.filter(pk=b.pk).update(state=RunState.RUNNING, heartbeat_at=timezone.now())  # it started
+    enqueued.clear()
+
+    assert tasks.recover_interrupted() == "1 region tasks enqueued again"
+    assert enqueued == [("sync.tasks.sync_region", (a.pk,))]  # not B (running) nor C (enqueued just now)
+    a.refresh_from_db()
+    assert a.dispatched_at > long_ago and a.task_id == "task-1"
+    assert tasks.recover_interrupted() == "nothing to recover"  # not again before the delay is over
+
+    RegionRun.objects.filter(pk=a.pk).update(dispatched_at=long_ago)
+    runs.cancel_run(run)
+    assert tasks.recover_interrupted() == "nothing to recover"  # a cancelled run's regions are not re-sent
+
+
 def test_cancel_drops_waiting_regions(enqueued):
     run = start(["A", "B"], max_children=1)
     runs.dispatch(run.pk)

@@ -10,7 +10,7 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from sync import runs
+from sync import runs, tasks
 from sync.clouds import cloud_from_url
 from sync.clouds.base import UPLOAD_MARKER
 from sync.forms import SyncScheduleForm
@@ -127,3 +127,16 @@ def test_a_worker_killed_mid_upload_is_recovered_and_the_next_run_converges(clus
     names = [image.name for image in listing if not image.name.endswith(".old")]
     assert len(names) == len(set(names))  # no duplicate image
     assert all(image.status == "active" for image in listing if image.name in saving)
+
+
+def test_a_task_the_broker_lost_is_enqueued_again_and_runs(cluster, settings):
+    cluster.stop()
+    run = runs.start_run(["Bilbao"], dry_run=False, trigger="cli")  # enqueued while no cluster runs
+    broker = get_broker()
+    assert broker.queue_size() == 1
+    broker.purge_queue()  # lost, as in a Redis restart without persistence
+    settings.GLANCESYNC_REDISPATCH_SECONDS = 0
+    assert tasks.recover_interrupted() == "1 region tasks enqueued again"
+    cluster.start()
+    wait_for(lambda: finished(run), timeout=60, what="the run", cluster=cluster)
+    assert run.state == "done", run.region_runs.get().error
