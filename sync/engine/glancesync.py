@@ -188,7 +188,7 @@ class RegionSync:
         self._metadata_pass(statuses)
         deferred = self._upload_pass(statuses)
         self._ami_pass([s for s in statuses if s.status == "pending_ami"] + deferred)
-        self.result.counters["errors"] = sum(s.status in ERROR_STATUSES for s in statuses)
+        self.result.counters["errors"] += sum(s.status in ERROR_STATUSES for s in statuses)
         self._final_line(statuses)
 
     def _announce_plan(self, statuses: list[ImageStatus]) -> None:
@@ -260,6 +260,8 @@ class RegionSync:
                 continue
             if entry.status not in announce:
                 continue
+            if entry.status == "pending_replace" and self._is_protected(entry):
+                continue
             if not self.dry_run or entry.status != "pending_upload":
                 self.reporter.info(f"{self.fullname}: {announce[entry.status]} {name} ({format_mb(size)} MB)")
             self.reporter.image_started(name)
@@ -295,6 +297,17 @@ class RegionSync:
         self.region_map[master.name] = image
         self.result.counters["uploads"] += 1
         return resolved
+
+    def _is_protected(self, entry: ImageStatus) -> bool:
+        """A protected region copy cannot be deleted: replacing it would leave two images of one name."""
+        if entry.region_image is None or not entry.region_image.extra.get("protected"):
+            return False
+        self.reporter.warning(
+            f"{self.fullname}: Image {entry.master.name} ({entry.region_image.id}) is protected: it cannot be "
+            "replaced. Unprotect it, or list its checksum in rename instead of replace."
+        )
+        self.result.counters["errors"] += 1
+        return True
 
     def _retire_old_copy(self, entry: ImageStatus) -> None:
         """After a replace the old image is deleted; after a rename it becomes private `<name>.old`."""

@@ -149,6 +149,31 @@ def test_it_replaces_the_old_copy(cloud):
     assert "105" not in state and state["1$big"][0] == "big"
 
 
+def test_it_does_not_replace_a_protected_copy(cloud, monkeypatch):
+    from sync.clouds.files import FileTargetSession
+
+    write_cloud(cloud, {"Burgos": ["Burgos,big,105,active,9000,old,tenant1id,True,{'type': 'b'}"]})
+    listing = FileTargetSession.list_images
+
+    def protected(self, region):
+        images = listing(self, region)
+        for image in images:
+            image.extra["protected"] = region == "Burgos"  # as the OpenStack driver maps Glance's flag
+        return images
+
+    monkeypatch.setattr(FileTargetSession, "list_images", protected)
+    reporter = RecordingReporter()
+    result = engine_for(cloud, reporter, replace={"any"}).sync_region("Burgos")
+    assert result.counters["replaces"] == 0 and result.counters["errors"] == 1
+    assert (
+        "Burgos: Image big (105) is protected: it cannot be replaced. Unprotect it, or list its checksum in "
+        "rename instead of replace."
+    ) in reporter.messages(logging.WARNING)
+    state = region_state(cloud, "Burgos")
+    assert [name for name, *_ in state.values()].count("big") == 1 and "105" in state  # no second "big"
+    assert result.counters["uploads"] == 4  # the other images are synced
+
+
 def test_it_warns_about_checksum_conflicts_and_says_so_at_the_end(cloud):
     write_cloud(cloud, {"Burgos": ["Burgos,big,105,active,9000,old,tenant1id,True,{'type': 'b'}"]})
     reporter = RecordingReporter()

@@ -137,6 +137,21 @@ def test_it_renames_or_replaces_conflicting_images(realstack, master, prefix):
     assert all(row.startswith("ok,") for row in status_rows(realstack, prefix, "RegionTwo"))
 
 
+def test_it_does_not_replace_a_protected_region_copy(realstack, master, prefix):
+    two = realstack.connect("source", "RegionTwo")
+    create(master, prefix + "base", b"new data" * 100)
+    guarded = create(two, prefix + "base", b"old data" * 100, is_protected=True)
+    try:
+        out = glancesync(realstack, prefix, "RegionTwo", "--config", "master.replace=any")
+        assert f"Image {prefix}base ({guarded.id}) is protected: it cannot be replaced." in out
+        assert [i.id for i in two.image.images() if i.name == prefix + "base"] == [guarded.id]  # no second copy
+        assert status_rows(realstack, prefix, "RegionTwo", "--config", "master.replace=any") == [
+            f"pending_replace,RegionTwo,{prefix}base"
+        ]
+    finally:
+        two.image.update_image(guarded, is_protected=False)
+
+
 def test_it_propagates_obsolete_images(realstack, master, prefix):
     two = realstack.connect("source", "RegionTwo")
     data = b"retired" * 100
