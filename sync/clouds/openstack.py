@@ -32,10 +32,11 @@ PREFETCH = 8  # chunks read ahead of the upload: bounds the memory a transfer us
 PAGE_SIZE = 1000
 CALL_TIMEOUT = 120  # seconds per HTTP read; uploads have no overall limit (a big image takes long)
 RETRIES = {"connect_retries": 3, "status_code_retries": 3, "retriable_status_codes": [500, 502, 503, 504]}
-# For calls that must go out once: creating a record, sending a stream that cannot be replayed.  Without
-# this, openstacksdk retries image calls on 503 (image_status_code_retries = 5) and keystoneauth re-sends
-# after a 401 (new token) or a redirect, each time with the already consumed body.
-ONCE = {"connect_retries": 0, "status_code_retries": 0, "allow_reauth": False, "redirect": False}
+# Creating an image record goes out once: openstacksdk would retry it on 503 (image_status_code_retries =
+# 5) and could create two.  A 401 or a redirect created nothing, so keystoneauth may follow those.
+CREATE_ONCE = {"connect_retries": 0, "status_code_retries": 0}
+# The upload's stream cannot be replayed: no re-send after a 401 (new token) or a redirect either.
+SEND_ONCE = CREATE_ONCE | {"allow_reauth": False, "redirect": False}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
 # Glance v2 image attributes that are not user properties (everything else in the JSON is one).
@@ -159,9 +160,9 @@ class OpenStackTargetSession:
             chunks = source.session.read_image_data(source.region, source.image)
             body = HashingStream(chunks, source.image, progress)
             response = glance.put(
-                f"/images/{created}/file", data=body, headers={"Content-Type": "application/octet-stream"}, **ONCE
+                f"/images/{created}/file", data=body, headers={"Content-Type": "application/octet-stream"}, **SEND_ONCE
             )
-            _raise_for_status(response)
+            _raise_for_status(response, ok_below=300)  # a redirect was not followed: the data went nowhere
             body.verify()
             self._verify_stored(region, created, source.image)
             self._complete(region, created, image)
@@ -178,11 +179,11 @@ class OpenStackTargetSession:
         body["protected"] = False  # set by _complete: Glance refuses to delete a protected image, even unfinished
         body |= glance_properties(image.user_properties) | {UPLOAD_MARKER: "1"}
         try:
-            response = self._region(region).image.post("/images", json=body, **ONCE)
-            _raise_for_status(response)
+            response = self._region(region).image.post("/images", json=body, **CREATE_ONCE)
+            _raise_for_status(response, ok_below=300)
+            return response.json()["id"]
         except Exception as error:
             raise self._fail(region, f"Cannot create the image {image.name}", error) from None
-        return response.json()["id"]
 
     def _complete(self, region: str, image_id: str, image: Image) -> None:
         """The data is verified: drop the upload marker and protect the image if the master is protected."""
@@ -191,8 +192,11 @@ class OpenStackTargetSession:
             ops.append({"op": "replace", "path": "/protected", "value": True})
         try:
             self._patch(region, image_id, ops)
-        except Exception:  # a lost answer (its retry is refused with 409): look whether the first one landed
-            stored = self._get(region, image_id)
+        except Exception as error:  # a lost answer (its retry is refused with 409): look whether the first landed
+            try:
+                stored = self._get(region, image_id)
+            except Exception:
+                raise error from None  # the patch's error says what went wrong, not the check's
             if UPLOAD_MARKER in stored or stored.get("protected") != bool(image.extra.get("protected")):
                 raise
 
@@ -217,6 +221,15 @@ class OpenStackTargetSession:
         with contextlib.suppress(Exception):  # the upload's own error is what the operator needs to see
             self._region(region).image.delete(f"/images/{image_id}", **RETRIES)
 
+    def _unprotect_unfinished(self, region: str, image_id: str) -> bool:
+        """An unfinished upload of ours that is protected (made by a version that protected at creation) is
+        unprotected so it can go; a protected image without our upload marker is never touched."""
+        stored = self._get(region, image_id)
+        if UPLOAD_MARKER not in stored or not stored.get("protected"):
+            return False
+        self._patch(region, image_id, [{"op": "replace", "path": "/protected", "value": False}])
+        return True
+
     def _get(self, region: str, image_id: str) -> dict[str, Any]:
         response = self._region(region).image.get(f"/images/{image_id}", **RETRIES)
         _raise_for_status(response)
@@ -240,6 +253,8 @@ class OpenStackTargetSession:
     def delete_image(self, region: str, image_id: str) -> bool:
         try:
             response = self._region(region).image.delete(f"/images/{image_id}", **RETRIES)
+            if response.status_code == 403 and self._unprotect_unfinished(region, image_id):
+                response = self._region(region).image.delete(f"/images/{image_id}", **RETRIES)
             if response.status_code == 404:
                 return False
             _raise_for_status(response)
@@ -468,8 +483,8 @@ class RegionError(GlanceSyncError):
     """A failure whose message already names the region and what failed (the target, the image)."""
 
 
-def _raise_for_status(response: Any) -> None:
-    if response.status_code >= 400:
+def _raise_for_status(response: Any, ok_below: int = 400) -> None:
+    if response.status_code >= ok_below:
         raise GlanceSyncError(f"HTTP {response.status_code} {_short_body(response)}".strip())
 
 

@@ -192,7 +192,7 @@ class RegionSync:
         self._final_line(statuses)
 
     def _announce_plan(self, statuses: list[ImageStatus]) -> None:
-        changing = [s for s in statuses if s.status in PLANNED_STATUSES]
+        changing = [s for s in statuses if s.status in PLANNED_STATUSES and not _protected_replace(s)]
         uploads = sum(s.master.size for s in changing if s.status in UPLOAD_STATUSES)
         self.reporter.planned(len(changing), uploads)
 
@@ -260,7 +260,8 @@ class RegionSync:
                 continue
             if entry.status not in announce:
                 continue
-            if entry.status == "pending_replace" and self._is_protected(entry):
+            if _protected_replace(entry):
+                self._warn_protected(entry)
                 continue
             if not self.dry_run or entry.status != "pending_upload":
                 self.reporter.info(f"{self.fullname}: {announce[entry.status]} {name} ({format_mb(size)} MB)")
@@ -298,16 +299,13 @@ class RegionSync:
         self.result.counters["uploads"] += 1
         return resolved
 
-    def _is_protected(self, entry: ImageStatus) -> bool:
-        """A protected region copy cannot be deleted: replacing it would leave two images of one name."""
-        if entry.region_image is None or not entry.region_image.extra.get("protected"):
-            return False
+    def _warn_protected(self, entry: ImageStatus) -> None:
+        assert entry.region_image is not None
         self.reporter.warning(
             f"{self.fullname}: Image {entry.master.name} ({entry.region_image.id}) is protected: it cannot be "
             "replaced. Unprotect it, or list its checksum in rename instead of replace."
         )
         self.result.counters["errors"] += 1
-        return True
 
     def _retire_old_copy(self, entry: ImageStatus) -> None:
         """After a replace the old image is deleted; after a rename it becomes private `<name>.old`."""
@@ -346,3 +344,8 @@ class RegionSync:
             self.reporter.info(f"{self.fullname}: MBs pending : {self.result.bytes_uploaded // MB}")
         else:
             self.reporter.info(f"{self.fullname}:   Total uploaded to region: {self.result.bytes_uploaded // MB} (MB) ")
+
+
+def _protected_replace(entry: ImageStatus) -> bool:
+    """A protected region copy cannot be deleted: replacing it would leave two images of one name."""
+    return entry.status == "pending_replace" and bool(entry.region_image and entry.region_image.extra.get("protected"))

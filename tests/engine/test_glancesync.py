@@ -162,9 +162,20 @@ def test_it_does_not_replace_a_protected_copy(cloud, monkeypatch):
         return images
 
     monkeypatch.setattr(FileTargetSession, "list_images", protected)
-    reporter = RecordingReporter()
+
+    class Counting(RecordingReporter):
+        started: list[str] = []
+
+        def planned(self, images, size):
+            self.plan = images
+
+        def image_started(self, image_name):
+            self.started.append(image_name)
+
+    reporter = Counting()
     result = engine_for(cloud, reporter, replace={"any"}).sync_region("Burgos")
     assert result.counters["replaces"] == 0 and result.counters["errors"] == 1
+    assert reporter.plan == len(set(reporter.started)) == 4 and "big" not in reporter.started  # 100 % reachable
     assert (
         "Burgos: Image big (105) is protected: it cannot be replaced. Unprotect it, or list its checksum in "
         "rename instead of replace."

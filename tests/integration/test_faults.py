@@ -7,7 +7,6 @@ region, so the driver meets 5xx answers, dropped connections and corrupted bytes
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -19,33 +18,12 @@ from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.reporter import RecordingReporter
+from tests.integration.regions import region_behind_proxy
 from tests.integration.test_openstack_sync import create, images_named
-from tests.realstack.faultproxy import FaultProxy, Rule
+from tests.realstack.faultproxy import Rule
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
-
-
-@contextlib.contextmanager
-def region_behind_proxy(conn, region: str, upstream_port: int, tls=None):
-    """Register `region` in the connection's Keystone with an image endpoint on a fault proxy (HTTPS: `tls`)."""
-    with FaultProxy(upstream_port, tls=tls) as proxy:
-        remove_region(conn, region)  # left behind by a test run that was killed (the stack outlives it)
-        service = next(conn.identity.services(type="image"))
-        conn.identity.create_region(id=region)
-        for interface in ("public", "internal"):
-            conn.identity.create_endpoint(service_id=service.id, interface=interface, url=proxy.url, region_id=region)
-        try:
-            yield proxy
-        finally:
-            remove_region(conn, region)
-
-
-def remove_region(conn, region: str) -> None:
-    for endpoint in list(conn.identity.endpoints(region_id=region)):
-        if endpoint.region_id == region:  # never trust a filter with the stack's own endpoints
-            conn.identity.delete_endpoint(endpoint)
-    conn.identity.delete_region(region, ignore_missing=True)
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +82,20 @@ def test_a_listing_that_fails_once_is_retried(realstack, faulty, prefix):
         (Rule("PUT", r"/file$", "status", 500), "500"),
         (Rule("PUT", r"/file$", "status", 503, times=9), "503"),  # never re-sent (openstacksdk retries 503)
         (Rule("PUT", r"/file$", "status", 401, times=9), "401"),  # nor after a new token
+        (Rule("PUT", r"/file$", "status", 307, times=9), "307"),  # nor to where a redirect points
         (Rule("POST", r"^/v2/images$", "status", 503, times=9), "Cannot create"),  # a record is made once
         (Rule("PUT", r"/file$", "drop_request", 3 * MB), "Upload of"),
         (Rule("PUT", r"/file$", "corrupt_request", 1234), "checksum"),
     ],
-    ids=["answers-500", "answers-503", "answers-401", "create-answers-503", "drops-mid-upload", "corrupts-a-byte"],
+    ids=[
+        "answers-500",
+        "answers-503",
+        "answers-401",
+        "answers-307",
+        "create-answers-503",
+        "drops-mid-upload",
+        "corrupts-a-byte",
+    ],  # fmt: skip
 )
 def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_converges(
     realstack, faulty, prefix, rule, cause

@@ -261,6 +261,21 @@ def test_the_legacy_conf_alone_drives_both_keystones(realstack, master, prefix, 
     assert out.getvalue().split() == [f"ok,RegionTwo,{prefix}both", f"ok,other:RegionOne,{prefix}both"]
 
 
+def test_a_protected_unfinished_upload_left_by_an_older_version_is_removed(realstack, master, prefix):
+    """Before be5460b copies were created protected at once, so a failed upload of one could not be deleted."""
+    two = realstack.connect("source", "RegionTwo")
+    create(master, prefix + "base", os.urandom(4096))
+    stuck = two.image.create_image(
+        name=prefix + "base", disk_format="raw", container_format="bare", is_protected=True,
+        glancesync_upload_in_progress="1",
+    )  # fmt: skip
+    out = glancesync(realstack, prefix, "RegionTwo")
+    assert f"Removing unfinished upload {prefix}base ({stuck.id})" in out
+    assert [i.id for i in two.image.images() if i.name == prefix + "base"] != [stuck.id]
+    assert two.image.find_image(stuck.id) is None
+    assert status_rows(realstack, prefix, "RegionTwo") == [f"ok,RegionTwo,{prefix}base"]
+
+
 def test_a_rerun_is_a_no_op(realstack, master, prefix):
     create(master, prefix + "once", os.urandom(4096), type="base")
     glancesync(realstack, prefix, *REGIONS)

@@ -21,7 +21,7 @@ from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import GlanceSyncError
 from sync.engine.reporter import RecordingReporter
-from tests.integration.test_faults import region_behind_proxy
+from tests.integration.regions import region_behind_proxy
 from tests.integration.test_openstack_sync import create, images_named
 from tests.realstack.faultproxy import FaultProxy
 
@@ -43,6 +43,8 @@ def self_signed(directory):
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "ca.pem", directory / "key.pem"
