@@ -10,7 +10,7 @@ from django import forms
 from django.utils import timezone
 from django_q.models import Schedule
 
-from sync.models import SCHEDULED_RUN, SyncSchedule, Target
+from sync.models import SCHEDULED_RUN, ApiToken, SyncSchedule, Target
 
 PASSWORD_FORM_FIELDS = ("new_password", "clear_password")
 # Every editable Target field but the stored password, which the form never renders.
@@ -115,3 +115,11 @@ class SyncScheduleForm(forms.ModelForm):
         if commit:
             schedule.save()
         return schedule
+
+
+class ApiTokenForm(forms.ModelForm):
+    """A new API token of the logged-in user: only its name is asked."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["name"]

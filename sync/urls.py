@@ -24,4 +24,6 @@ urlpatterns = [
     path("backups/<int:backup_id>/delete/", views.delete_backup, name="delete_backup"),
     path("backups/<int:backup_id>/files/<str:name>", views.backup_file, name="backup_file"),
     path("conflicts/decide/", views.decide_conflict, name="decide_conflict"),
+    path("tokens/", views.api_tokens, name="api_tokens"),
+    path("tokens/<int:token_id>/revoke/", views.revoke_api_token, name="revoke_api_token"),
 ]

@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -30,8 +30,10 @@ from django.views.decorators.http import require_GET, require_POST
 from sync import runs
 from sync.engine.model import STATUSES
 from sync.engine.status import checksum_status
+from sync.forms import ApiTokenForm
 from sync.models import (
     FINISHED_STATES,
+    ApiToken,
     AuditEntry,
     Backup,
     ChecksumDecision,
@@ -619,3 +621,45 @@ def preview(request):
         "to_sync": [p["snapshot"].region for p in plans if p["changes"]],
     }
     return render(request, "sync/preview.html", context)
+
+
+# -- API tokens ------------------------------------------------------------------------------------------------
+
+
+def _tokens_page(request, form: ApiTokenForm, new_token: str = "", status: int = 200) -> HttpResponse:
+    tokens = request.user.api_tokens.order_by("revoked", "-created_at")
+    context = {"form": form, "tokens": tokens, "new_token": new_token}
+    response = render(request, "sync/api_tokens.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # a new token is on this page once: no cache may keep it
+    return response
+
+
+@login_required
+def api_tokens(request):
+    """The user's own API tokens; a new one is shown once, on the answer to the form that made it.
+
+    A token acts with its owner's role, so viewers may make tokens too (read-only ones, in effect)."""
+    _require_viewer(request)
+    if request.method == "GET":
+        return _tokens_page(request, ApiTokenForm())
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, form, status=400)
+    token, secret = ApiToken.issue(request.user, form.cleaned_data["name"])
+    AuditEntry.record(request.user, token, "create", ["name"])
+    return _tokens_page(request, ApiTokenForm(), new_token=secret)
+
+
+@login_required
+@require_POST
+def revoke_api_token(request, token_id: int):
+    _require_viewer(request)
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)  # never someone else's
+    if not token.revoked:
+        token.revoked = True
+        token.save(update_fields=["revoked"])
+        AuditEntry.record(request.user, token, "change", ["revoked"])
+    messages.success(request, f"Token {token} revoked: the API refuses it from now on.")
+    return redirect("sync:api_tokens")

@@ -75,3 +75,19 @@ def test_an_operator_previews_a_sync_and_downloads_a_backup(page, artifacts):
     assert sorted(files) == ["backup_Bilbao.csv", "backup_Madrid.csv"]
     assert files["backup_Bilbao.csv"].startswith(b"Bilbao,")  # the original's backup format
     page.screenshot(path=artifacts / "backups.png", full_page=True)
+
+
+def test_an_operator_makes_an_api_token_uses_it_and_revokes_it(page, console, artifacts):
+    page.get_by_role("link", name="API tokens").click()
+    page.get_by_label("Name").fill("release pipeline")
+    page.get_by_role("button", name="Make a token").click()
+    token = page.locator("#new-token").inner_text().strip()
+    assert token.startswith("gs_")
+    page.screenshot(path=artifacts / "token.png", full_page=True)
+    api = page.context.request
+    assert api.get(console + "/api/v1/regions", headers={"Authorization": f"Bearer {token}"}).status == 200
+
+    page.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("revoked", exact=True)).to_be_visible()
+    expect(page.locator("#new-token")).to_have_count(0)  # never shown again
+    assert api.get(console + "/api/v1/regions", headers={"Authorization": f"Bearer {token}"}).status == 401
