@@ -509,6 +509,15 @@ class RegionSnapshot(models.Model):
     computed_at = models.DateTimeField()
     error = models.TextField(blank=True)
     warnings = models.JSONField(default=list, blank=True, help_text="The engine's warnings for this region.")
+    other_images = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The region's images that are not copies of synchronised master images (the first "
+        "OTHER_IMAGES_KEPT, by name): name, status, public, size, why.",
+    )
+    other_images_total = models.PositiveIntegerField(default=0)
+
+    OTHER_IMAGES_KEPT = 500  # a page and a row of bounded size, even for a region full of foreign images
 
     class Meta:
         ordering = ["region"]

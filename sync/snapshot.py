@@ -10,6 +10,7 @@ from sync.engine.glancesync import GlanceSync
 from sync.engine.model import Image
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
+from sync.engine.selection import is_foreign
 from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
@@ -43,14 +44,34 @@ def refresh_region(engine: GlanceSync, region: str) -> str:
         reasons = {
             e.master.name: missing_ami_references(e.master, region_map) for e in statuses if e.status == "error_ami"
         }
+        others = other_images(listing, statuses, engine.tenant_id(ref.target))
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         RegionSnapshot.objects.update_or_create(
             region=ref.fullname, defaults={"target": ref.target, "computed_at": timezone.now(), "error": message}
         )
         return message
-    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons)
+    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
     return ""
+
+
+def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> list[dict]:
+    """The region's images that are no synchronised master image's copy, by name, and why each is not."""
+    matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
+    others = sorted((image for image in listing if image.id not in matched), key=lambda i: (i.name or "", i.id))
+    return [
+        {"name": image.name, "status": image.status, "public": image.is_public, "size": image.size,
+         "why": _not_synchronised_because(image, tenant_id)}
+        for image in others
+    ]  # fmt: skip
+
+
+def _not_synchronised_because(image: Image, tenant_id: str) -> str:
+    if is_foreign(image, tenant_id):
+        return "owned by another project"
+    if image.status != "active":
+        return f"not active ({image.status})"
+    return "not one of the master images this target synchronises"
 
 
 def metadata_changes(
@@ -88,6 +109,7 @@ def store_statuses(
     changes: dict[str, list[list]] | None = None,
     warnings: list[str] | None = None,
     ami_reasons: dict[str, list[str]] | None = None,
+    others: list[dict] | None = None,
 ) -> None:
     now = timezone.now()
     rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
@@ -100,9 +122,14 @@ def store_statuses(
         # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
         ImageState.objects.filter(region=region).delete()
         ImageState.objects.bulk_create(rows, batch_size=500)
+        others = others or []
         RegionSnapshot.objects.update_or_create(
-            region=region, defaults={"target": target, "computed_at": now, "error": "", "warnings": warnings or []}
-        )
+            region=region,
+            defaults={
+                "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
+                "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
+            },
+        )  # fmt: skip
 
 
 def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:

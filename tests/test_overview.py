@@ -15,6 +15,7 @@ from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import STATUSES
 from sync.engine.reporter import RecordingReporter
+from sync.models import RegionSnapshot
 from sync.tasks import refresh_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +131,20 @@ def test_it_lists_the_images_of_a_region_with_their_status(viewer_client, cloud)
     assert rows["gitlab-ce-17-appliance"][1:3] == ["pending_upload", "3.0 GB"]
     assert rows["gitlab-ce-17-appliance"][4] == "not in the region"
     assert 'title="3221233664 bytes"' in html
+
+
+def test_it_lists_the_regions_other_images_and_why_they_are_not_synchronised(viewer_client, cloud, monkeypatch):
+    response, html = get(viewer_client, "/regions/Sevilla/")
+    others = html[html.index('id="other-images"') :]
+    rows = {row[0]: row for row in table_rows(others) if row}
+    assert rows["debian-12-genericcloud-amd64"][1:] == ["queued", "public", "0 bytes", "not active (queued)"]
+    assert rows["ubuntu-24.04-server-amd64"][4] == "owned by another project"
+    assert rows["centos-7-x86_64_obsolete"][4] == "not one of the master images this target synchronises"
+    assert "cirros-0.6.2-x86_64" not in rows  # a synchronised copy is in the first table only
+
+    monkeypatch.setattr(RegionSnapshot, "OTHER_IMAGES_KEPT", 1)
+    _, html = get(viewer_client, "/regions/Sevilla/")
+    assert "The first 1 of 3, by name." in text(html)
 
 
 def test_it_accepts_region_names_with_a_target_prefix(viewer_client, cloud):
