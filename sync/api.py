@@ -357,7 +357,7 @@ def regions(request):
             "counts": counts.get(s.region, dict.fromkeys(STATUSES, 0)),
             "url": reverse("api:region", args=[s.region]),
         }
-        for s in RegionSnapshot.objects.order_by("target", "region")
+        for s in RegionSnapshot.objects.summaries().order_by("target", "region")
     ]
 
 

@@ -501,6 +501,12 @@ class RegionLock(models.Model):
         return f"lock of {self.region}"
 
 
+class RegionSnapshotQuerySet(models.QuerySet):
+    def summaries(self) -> RegionSnapshotQuerySet:
+        """For pages that list regions: without the other images, which only the region's own page shows."""
+        return self.defer("other_images")
+
+
 class RegionSnapshot(models.Model):
     """When the statuses of a region were last computed, and why not if that failed."""
 
@@ -518,6 +524,8 @@ class RegionSnapshot(models.Model):
     other_images_total = models.PositiveIntegerField(default=0)
 
     OTHER_IMAGES_KEPT = 500  # a page and a row of bounded size, even for a region full of foreign images
+
+    objects = RegionSnapshotQuerySet.as_manager()
 
     class Meta:
         ordering = ["region"]

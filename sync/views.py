@@ -124,7 +124,7 @@ def _overview_context() -> dict:
     refresh = StatusRefresh.objects.first()
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(
-        RegionSnapshot.objects.all(),
+        RegionSnapshot.objects.summaries(),
         key=lambda s: (s.region != master_region, s.target != "master", s.target, s.region),
     )
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -179,7 +179,7 @@ def matrix(request):
     """Images x regions with each cell's status; filters on target, region, status and image name; paged."""
     _require_viewer(request)
     filters = {key: request.GET.get(key, "").strip() for key in ("target", "region", "status", "q")}
-    snapshots = RegionSnapshot.objects.order_by("target", "region")
+    snapshots = RegionSnapshot.objects.summaries().order_by("target", "region")
     if filters["target"]:
         snapshots = snapshots.filter(target=filters["target"])
     if filters["region"]:
@@ -604,7 +604,7 @@ def _region_plan(snapshot: RegionSnapshot, states: list[ImageState]) -> dict:
 def preview(request):
     """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed."""
     _require_viewer(request)
-    snapshots = RegionSnapshot.objects.all()
+    snapshots = RegionSnapshot.objects.summaries()
     chosen = request.GET.getlist("region")
     if chosen:
         snapshots = snapshots.filter(region__in=chosen)
