@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?page=20", "/conflicts/", "/preview/", "/runs/"]
+PAGES = [
+    "/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?page=20", "/conflicts/", "/preview/", "/runs/",
+    "/regions/target0:Region00/",
+]  # fmt: skip
 
 
 def generate(images: int, regions: int) -> None:
@@ -30,7 +33,14 @@ def generate(images: int, regions: int) -> None:
 
     now = timezone.now()
     names = [f"target{r % 5}:Region{r:02d}" for r in range(regions)]
-    RegionSnapshot.objects.bulk_create(RegionSnapshot(region=n, target=n.split(":")[0], computed_at=now) for n in names)
+    others = [  # every region full of images it does not synchronise: the most the snapshot keeps
+        {"name": f"foreign-{i:04d}", "status": "active", "public": True, "size": i, "why": "owned by another project"}
+        for i in range(RegionSnapshot.OTHER_IMAGES_KEPT)
+    ]
+    RegionSnapshot.objects.bulk_create(
+        RegionSnapshot(region=n, target=n.split(":")[0], computed_at=now, other_images=others, other_images_total=900)
+        for n in names
+    )
     StatusRefresh.objects.create(master_region="Master", regions=regions)
     for region_index, region in enumerate(names):
         ImageState.objects.bulk_create(

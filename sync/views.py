@@ -21,7 +21,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Case, Count, F, Max, Q, Sum, Value, When, Window
+from django.db.models.functions import RowNumber
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -581,21 +582,51 @@ def delete_backup(request, backup_id: int):
 PREVIEW_ITEMS = 50  # items listed per kind and region; the counts and totals cover them all
 
 
-def _region_plan(snapshot: RegionSnapshot, states: list[ImageState]) -> dict:
-    uploads = [s for s in states if s.status in UPLOAD_STATUSES]
-    metadata = [s for s in states if s.status in ("pending_metadata", "pending_ami")]
-    problems = [s for s in states if s.status in ("error_checksum", "error_ami")]
+PREVIEW_KINDS = {
+    "upload": UPLOAD_STATUSES,
+    "metadata": ("pending_metadata", "pending_ami"),
+    "problem": ("error_checksum", "error_ami"),
+}
+
+
+def _preview_rows(regions: list[str]):
+    """The regions' ImageState rows that show in a preview, each annotated with its kind (see PREVIEW_KINDS)."""
+    kind = Case(*(When(status__in=statuses, then=Value(k)) for k, statuses in PREVIEW_KINDS.items()))
+    return ImageState.objects.filter(region__in=regions).exclude(status__in=NO_WORK).annotate(kind=kind)
+
+
+def _preview_plans(snapshots: list[RegionSnapshot]) -> list[dict]:
+    """Counts and bytes per region and kind are summed by the database; only the first PREVIEW_ITEMS rows of
+    each kind are loaded (a whole fleet has 100,000s of rows)."""
+    rows = _preview_rows([s.region for s in snapshots])
+    totals = {
+        (t["region"], t["kind"]): (t["count"], t["bytes"] or 0)
+        for t in rows.values("region", "kind").annotate(count=Count("id"), bytes=Sum("size"))
+    }
+    first = rows.annotate(
+        rank=Window(RowNumber(), partition_by=[F("region"), F("kind")], order_by=F("position").asc())
+    ).filter(rank__lte=PREVIEW_ITEMS)
+    listed: dict[tuple[str, str], list[ImageState]] = defaultdict(list)
+    for state in first.only("region", "image_name", "status", "size", "changes", "position").order_by("position"):
+        listed[(state.region, state.kind)].append(state)
+    return [_region_plan(snapshot, totals, listed) for snapshot in snapshots]
+
+
+def _region_plan(snapshot: RegionSnapshot, totals: dict, listed: dict) -> dict:
+    region = snapshot.region
+    upload_count, upload_bytes = totals.get((region, "upload"), (0, 0))
+    metadata_count = totals.get((region, "metadata"), (0, 0))[0]
     return {
         "snapshot": snapshot,
-        "uploads": uploads[:PREVIEW_ITEMS],
-        "upload_count": len(uploads),
-        "upload_more": max(0, len(uploads) - PREVIEW_ITEMS),
-        "upload_bytes": sum(s.size for s in uploads),
-        "metadata": metadata[:PREVIEW_ITEMS],
-        "metadata_count": len(metadata),
-        "problems": problems[:PREVIEW_ITEMS],
-        "problem_count": len(problems),
-        "changes": len(uploads) + len(metadata),
+        "uploads": listed[(region, "upload")],
+        "upload_count": upload_count,
+        "upload_more": max(0, upload_count - PREVIEW_ITEMS),
+        "upload_bytes": upload_bytes,
+        "metadata": listed[(region, "metadata")],
+        "metadata_count": metadata_count,
+        "problems": listed[(region, "problem")],
+        "problem_count": totals.get((region, "problem"), (0, 0))[0],
+        "changes": upload_count + metadata_count,
     }
 
 
@@ -608,12 +639,7 @@ def preview(request):
     chosen = request.GET.getlist("region")
     if chosen:
         snapshots = snapshots.filter(region__in=chosen)
-    by_region: dict[str, list[ImageState]] = defaultdict(list)
-    relevant = ImageState.objects.filter(region__in=[s.region for s in snapshots]).exclude(status__in=NO_WORK)
-    fields = ("region", "image_name", "status", "size", "changes", "position")
-    for state in relevant.only(*fields).order_by("region", "position"):  # images with nothing to do: not loaded
-        by_region[state.region].append(state)
-    plans = [_region_plan(snapshot, by_region[snapshot.region]) for snapshot in snapshots]
+    plans = _preview_plans(list(snapshots))
     context = {
         "plans": plans,
         "total_bytes": sum(p["upload_bytes"] for p in plans),

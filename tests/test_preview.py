@@ -66,3 +66,20 @@ def test_the_region_page_shows_the_planned_action_and_links_the_preview(operator
     html = operator_client.get(reverse("sync:region_detail", args=["Bilbao"])).content.decode()
     assert "upload, then rename the old copy to &lt;name&gt;.old" in html
     assert 'href="/preview/?region=Bilbao"' in html
+
+
+def test_a_big_region_lists_the_first_50_of_each_kind_and_counts_them_all(viewer_client, snapshot):
+    from django.utils import timezone
+
+    now = timezone.now()
+    ImageState.objects.filter(region="Bilbao").delete()
+    ImageState.objects.bulk_create(
+        ImageState(region="Bilbao", image_name=f"img-{i:03d}", status=status, size=1000, position=i, computed_at=now)
+        for i, status in enumerate(["pending_upload"] * 70 + ["pending_metadata"] * 55 + ["error_checksum"] * 52)
+    )
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
+    assert "Uploads: 70, 68.4 KB" in page  # 70 x 1000 bytes
+    assert "img-049 (1000 bytes)" in page and "img-050 (1000 bytes)" not in page  # in position order
+    assert "… and 20 more (see the region's page)" in page
+    assert "Metadata updates: 55 (the first 50 below)" in page
+    assert "52 images in error; the first 50:" in page
