@@ -1,5 +1,6 @@
 """Every URL of the site, walked: anonymous users get the login page or 401, viewers get 403 (or 405) on every
-mutation, and no page, API answer, log line, task result, run log, backup or dump shows a stored secret.
+mutation but their own API tokens, and no page, API answer, log line, task result, run log, backup or dump
+shows a stored secret.
 
 The secrets carry a unique marker, so a leak is found wherever it lands, in clear or base64.
 """
