@@ -189,12 +189,22 @@ class ImageStatusOut(Schema):
     message: str
 
 
+class OtherImageOut(Schema):
+    name: str
+    status: str
+    public: bool
+    size: int
+    why: str
+
+
 class RegionDetail(Schema):
     region: str
     target: str
     computed_at: datetime
     error: str
     images: list[ImageStatusOut]
+    other_images: list[OtherImageOut] = Field(description="images a sync leaves alone (the first 500, by name)")
+    other_images_total: int
 
 
 class SyncIn(Schema):
@@ -389,6 +399,8 @@ def region(request, region: str, image: str | None = None, status: Status | None
         "computed_at": snapshot.computed_at,
         "error": snapshot.error,
         "images": images,
+        "other_images": snapshot.other_images,
+        "other_images_total": snapshot.other_images_total,
     }
 
 

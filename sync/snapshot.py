@@ -60,7 +60,7 @@ def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: s
     matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
     others = sorted((image for image in listing if image.id not in matched), key=lambda i: (i.name or "", i.id))
     return [
-        {"name": image.name, "status": image.status, "public": image.is_public, "size": image.size,
+        {"name": image.name or "", "status": image.status, "public": image.is_public, "size": image.size or 0,
          "why": _not_synchronised_because(image, tenant_id)}
         for image in others
     ]  # fmt: skip

@@ -133,6 +133,17 @@ def test_a_region_lists_the_sync_status_of_each_image_with_filters(viewer_api, c
     assert [i["name"] for i in one] == ["rocky-9-x86_64"]
 
 
+def test_a_region_lists_the_images_a_sync_leaves_alone(viewer_api, console):
+    body = viewer_api.get("/api/v1/regions/Sevilla").json()
+    others = {o["name"]: o for o in body["other_images"]}
+    assert others["ubuntu-24.04-server-amd64"]["why"] == "owned by another project"
+    assert others["debian-12-genericcloud-amd64"] == {
+        "name": "debian-12-genericcloud-amd64", "status": "queued", "public": True, "size": 0,
+        "why": "not active (queued)",
+    }  # fmt: skip
+    assert body["other_images_total"] == len(others) == 3
+
+
 def test_unknown_things_are_404_and_bad_input_400(viewer_api, console):
     assert error_of(viewer_api.get("/api/v1/regions/Nowhere"))["code"] == "not_found"
     assert viewer_api.get("/api/v1/regions/nobody:Lisbon").status_code == 404
