@@ -41,9 +41,7 @@ def refresh_region(engine: GlanceSync, region: str) -> str:
         listing = engine.session(ref.target).list_images(ref.name)
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
-        reasons = {
-            e.master.name: missing_ami_references(e.master, region_map) for e in statuses if e.status == "error_ami"
-        }
+        reasons = status_reasons(statuses, region_map)
         others = other_images(listing, statuses, engine.tenant_id(ref.target))
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
@@ -53,6 +51,22 @@ def refresh_region(engine: GlanceSync, region: str) -> str:
         return message
     store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
     return ""
+
+
+PROTECTED_COPY = "the region's copy is protected: Replace is refused; Rename or Don't update work"
+REPLACING = ("error_checksum", "pending_replace", "pending_rename")
+
+
+def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) -> dict[str, str]:
+    """Why an image is stuck or a decision cannot work, per image name, for the pages and the API."""
+    reasons = {}
+    for entry in statuses:
+        if entry.status == "error_ami":
+            missing = ", ".join(missing_ami_references(entry.master, region_map))
+            reasons[entry.master.name] = f"not synchronised to this target: {missing}"
+        elif entry.status in REPLACING and entry.region_image and entry.region_image.extra.get("protected"):
+            reasons[entry.master.name] = PROTECTED_COPY
+    return reasons
 
 
 def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> list[dict]:
@@ -108,16 +122,14 @@ def store_statuses(
     statuses: list[ImageStatus],
     changes: dict[str, list[list]] | None = None,
     warnings: list[str] | None = None,
-    ami_reasons: dict[str, list[str]] | None = None,
+    reasons: dict[str, str] | None = None,
     others: list[dict] | None = None,
 ) -> None:
     now = timezone.now()
     rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
     for row in rows:
         row.changes = (changes or {}).get(row.image_name, [])
-        missing = (ami_reasons or {}).get(row.image_name)
-        if missing:
-            row.reason = f"not synchronised to this target: {', '.join(missing)}"[:500]
+        row.reason = (reasons or {}).get(row.image_name, "")[:500]
     with transaction.atomic():
         # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
         ImageState.objects.filter(region=region).delete()

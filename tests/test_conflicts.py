@@ -98,3 +98,25 @@ def test_ami_errors_say_which_kernel_or_ramdisk_is_missing(viewer_client, config
     assert state.status == "error_ami" and state.reason.startswith("not synchronised to this target: kernel_id ")
     page = viewer_client.get(reverse("sync:conflicts")).content.decode()
     assert "debian-12-ami in" in page and state.reason in page
+
+
+def test_a_protected_region_copy_says_replace_is_refused(viewer_client, configured, monkeypatch):
+    from sync.clouds.files import FileTargetSession
+    from sync.snapshot import PROTECTED_COPY
+
+    region, image, _ = conflict_checksums()[0]
+    listing = FileTargetSession.list_images
+
+    def protected(self, name):
+        images = listing(self, name)
+        for found in images:
+            found.extra["protected"] = found.name == image  # as the OpenStack driver maps Glance's flag
+        return images
+
+    monkeypatch.setattr(FileTargetSession, "list_images", protected)
+    refresh_status()
+    assert ImageState.objects.get(region=region, image_name=image).reason == PROTECTED_COPY
+    page = viewer_client.get(reverse("sync:conflicts")).content.decode()
+    assert "the region&#x27;s copy is protected: Replace is refused" in page
+    message = viewer_client.get(f"/api/v1/regions/{region}", {"image": image}).json()["images"][0]["message"]
+    assert message.endswith(f"({PROTECTED_COPY})")
