@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
-from sync.models import AuditEntry, ChecksumDecision, ImageState, MasterSettings
+from sync.models import ApiToken, AuditEntry, ChecksumDecision, ImageState, MasterSettings
 from sync.tasks import refresh_status
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +100,7 @@ def test_ami_errors_say_which_kernel_or_ramdisk_is_missing(viewer_client, config
     assert "debian-12-ami in" in page and state.reason in page
 
 
-def test_a_protected_region_copy_says_replace_is_refused(viewer_client, configured, monkeypatch):
+def test_a_protected_region_copy_says_replace_is_refused(viewer_client, viewer, configured, monkeypatch):
     from sync.clouds.files import FileTargetSession
     from sync.snapshot import PROTECTED_COPY
 
@@ -118,5 +118,7 @@ def test_a_protected_region_copy_says_replace_is_refused(viewer_client, configur
     assert ImageState.objects.get(region=region, image_name=image).reason == PROTECTED_COPY
     page = viewer_client.get(reverse("sync:conflicts")).content.decode()
     assert "the region&#x27;s copy is protected: Replace is refused" in page
-    message = viewer_client.get(f"/api/v1/regions/{region}", {"image": image}).json()["images"][0]["message"]
+    _, token = ApiToken.issue(viewer, "t")
+    answer = viewer_client.get(f"/api/v1/regions/{region}", {"image": image}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    message = answer.json()["images"][0]["message"]
     assert message.endswith(f"({PROTECTED_COPY})")
