@@ -46,6 +46,7 @@ from sync.models import (
     SyncSchedule,
     Target,
 )
+from sync.snapshot import PROTECTED_COPY
 
 # What a sync does with an image in each status (the region page's "planned action" column).
 PLANNED_ACTIONS = {
@@ -591,7 +592,8 @@ PREVIEW_KINDS = {
 
 def _preview_rows(regions: list[str]):
     """The regions' ImageState rows that show in a preview, each annotated with its kind (see PREVIEW_KINDS)."""
-    kind = Case(*(When(status__in=statuses, then=Value(k)) for k, statuses in PREVIEW_KINDS.items()))
+    blocked = When(status="pending_replace", reason=PROTECTED_COPY, then=Value("problem"))  # the sync skips it
+    kind = Case(blocked, *(When(status__in=statuses, then=Value(k)) for k, statuses in PREVIEW_KINDS.items()))
     return ImageState.objects.filter(region__in=regions).exclude(status__in=NO_WORK).annotate(kind=kind)
 
 
@@ -607,7 +609,9 @@ def _preview_plans(snapshots: list[RegionSnapshot]) -> list[dict]:
         rank=Window(RowNumber(), partition_by=[F("region"), F("kind")], order_by=F("position").asc())
     ).filter(rank__lte=PREVIEW_ITEMS)
     listed: dict[tuple[str, str], list[ImageState]] = defaultdict(list)
-    for state in first.only("region", "image_name", "status", "size", "changes", "position").order_by("position"):
+    for state in first.only("region", "image_name", "status", "size", "changes", "position", "reason").order_by(
+        "position"
+    ):
         listed[(state.region, state.kind)].append(state)
     return [_region_plan(snapshot, totals, listed) for snapshot in snapshots]
 

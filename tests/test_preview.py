@@ -9,6 +9,7 @@ from sync.models import ImageState, RegionSnapshot, SyncRun
 from sync.tasks import refresh_status
 
 pytestmark = pytest.mark.django_db
+UPLOADS = ["pending_upload", "pending_replace", "pending_rename"]
 
 
 def text(html: str) -> str:
@@ -83,3 +84,14 @@ def test_a_big_region_lists_the_first_50_of_each_kind_and_counts_them_all(viewer
     assert "… and 20 more (see the region's page)" in page
     assert "Metadata updates: 55 (the first 50 below)" in page
     assert "52 images in error; the first 50:" in page
+
+
+def test_a_protected_replace_is_listed_as_a_problem_not_an_upload(viewer_client, snapshot):
+    from sync.snapshot import PROTECTED_COPY
+
+    replaced = ImageState.objects.filter(region="Bilbao", status="pending_replace").first()
+    uploads_before = ImageState.objects.filter(region="Bilbao", status__in=UPLOADS).count()
+    ImageState.objects.filter(pk=replaced.pk).update(reason=PROTECTED_COPY)
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
+    assert f"Uploads: {uploads_before - 1}," in page  # the sync skips it
+    assert f"{replaced.image_name}: pending_replace (the region&#x27;s copy is protected: Replace is refused" in page
