@@ -23,10 +23,10 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, F, Max, Q, Sum, Value, When, Window
 from django.db.models.functions import RowNumber
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sync import runs
 from sync.engine.model import STATUSES
@@ -665,6 +665,7 @@ def _tokens_page(request, form: ApiTokenForm, new_token: str = "", status: int =
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def api_tokens(request):
     """The user's own API tokens; a new one is shown once, on the answer to the form that made it.
 
@@ -672,8 +673,6 @@ def api_tokens(request):
     _require_viewer(request)
     if request.method == "GET":
         return _tokens_page(request, ApiTokenForm())
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["GET", "POST"])
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=400)

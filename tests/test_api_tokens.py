@@ -73,6 +73,11 @@ def test_it_never_revokes_someone_elses_token(viewer_client, operator):
     assert not theirs.revoked
 
 
+def test_it_answers_405_to_other_methods(viewer_client):
+    assert viewer_client.put(URL).status_code == 405
+    assert viewer_client.get(reverse("sync:revoke_api_token", args=[1])).status_code == 405
+
+
 def test_it_needs_a_role(client, django_user_model):
     client.force_login(django_user_model.objects.create_user("nobody"))
     assert client.get(URL).status_code == 403
