@@ -89,6 +89,7 @@ def _target_lines(policy: TargetPolicy, include_passwords: bool) -> list[str]:
     lines.append(f"only_tenant_images = {policy.only_tenant_images}")
     lines.append(f"support_obsolete_images = {policy.support_obsolete_images}")
     lines.append(f"list_images_timeout = {policy.list_images_timeout}")
+    lines.append(f"follow_rotations = {policy.follow_rotations}")
     return lines
 
 

@@ -39,6 +39,7 @@ BUILTIN_OPTIONS = {
     "obsolete_syncprops": "",
     "list_images_timeout": 30,
     "ignore_regions": "",
+    "follow_rotations": True,
 }
 OPTION_FIELDS = tuple(BUILTIN_OPTIONS)
 CSV_FIELDS = ("forcesyncs", "metadata_set", "obsolete_syncprops", "ignore_regions")
@@ -129,6 +130,12 @@ class TargetOptions(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds."
     )
     ignore_regions = models.TextField(blank=True, help_text="Region names left out when the target is expanded.")
+    follow_rotations = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="A region copy whose master image was renamed (a rotation) is renamed too, found by its "
+        "checksum, instead of becoming a checksum conflict. Off: the original's behaviour.",
+    )
 
     class Meta:
         abstract = True
@@ -287,6 +294,7 @@ class Target(TargetOptions):
             support_obsolete_images=option("support_obsolete_images"),
             obsolete_syncprops=frozenset(csv_items(option("obsolete_syncprops"))),
             list_images_timeout=option("list_images_timeout"),
+            follow_rotations=option("follow_rotations"),
         )
 
 

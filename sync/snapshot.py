@@ -64,7 +64,7 @@ def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) ->
         if entry.status == "error_ami":
             missing = ", ".join(missing_ami_references(entry.master, region_map))
             reasons[entry.master.name] = f"not synchronised to this target: {missing}"
-        elif entry.status in REPLACING and entry.region_image and entry.region_image.extra.get("protected"):
+        elif entry.status in REPLACING and entry.region_image and entry.region_image.protected:
             reasons[entry.master.name] = PROTECTED_COPY
     return reasons
 

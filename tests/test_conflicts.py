@@ -110,7 +110,7 @@ def test_a_protected_region_copy_says_replace_is_refused(viewer_client, viewer, 
     def protected(self, name):
         images = listing(self, name)
         for found in images:
-            found.extra["protected"] = found.name == image  # as the OpenStack driver maps Glance's flag
+            found.protected = found.name == image
         return images
 
     monkeypatch.setattr(FileTargetSession, "list_images", protected)

@@ -105,7 +105,7 @@ def test_master_settings_validation():
 
 
 def test_to_policy(openstack_cloud):
-    Defaults(obsolete_syncprops="deprecated", support_obsolete_images=False).save()
+    Defaults(obsolete_syncprops="deprecated", support_obsolete_images=False, follow_rotations=False).save()
     target = Target.objects.create(
         name="partner",
         auth_url="http://k:5000/v3",
@@ -126,6 +126,8 @@ def test_to_policy(openstack_cloud):
     assert policy.metadata_set == {"type", "nid"} and policy.forcesyncs == {"uuid1"}
     assert policy.replace == {"any"} and policy.dontupdate == {MD5} and policy.rename == frozenset()
     assert policy.obsolete_syncprops == {"deprecated"} and policy.support_obsolete_images is False
+    assert policy.follow_rotations is False, "inherited from Defaults"
+    assert Target(name="x").to_policy(Defaults()).follow_rotations is True, "the built-in default"
     assert policy.only_tenant_images is True and policy.list_images_timeout == 30
     assert policy.user_domain == "Default" and policy.metadata_condition == "image.is_public"
     assert "pw" not in repr(policy)

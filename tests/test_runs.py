@@ -119,7 +119,7 @@ def test_a_region_that_cannot_be_read_fails_alone(cloud, inline, django_capture_
         run = start(["Zaragoza", "Sevilla"], max_children=1)
     run.refresh_from_db()
     zaragoza, sevilla = run.region_runs.get(region="Zaragoza"), run.region_runs.get(region="Sevilla")
-    assert zaragoza.state == "failed" and "expected 9 columns, found 4" in zaragoza.error
+    assert zaragoza.state == "failed" and "expected 9 columns (or up to 12), found 4" in zaragoza.error
     assert zaragoza.errors >= 1
     assert sevilla.state == "done"
     assert run.state == "failed"

@@ -225,7 +225,9 @@ class FileTargetSession:
                 raise GlanceSyncError(f"{key}: Error updating image {image.name}. Cause: {cause}")
             # Only what the engine may change on an existing image; owner, status, size, checksum stay.
             stored.name = image.name
-            stored.is_public = image.is_public
+            stored.set_visibility(image.visibility)
+            stored.hidden = image.hidden
+            stored.tags = stored.tags | image.tags  # tags are added, never removed (as Glance's tag API)
             stored.user_properties = dict(_unshared(image.user_properties))
             self.cloud.save(key)
 
@@ -269,6 +271,9 @@ def _uploaded(image: Image, image_id: str, region: str, owner: str) -> Image:
         size=image.size,
         status=image.status,
         user_properties=_unshared(image.user_properties),
+        visibility=image.visibility,
+        hidden=image.hidden,
+        tags=image.tags,
     )
 
 
@@ -284,6 +289,9 @@ def _copy(image: Image) -> Image:
         image.size,
         image.status,
         _unshared(image.user_properties),
+        visibility=image.visibility,
+        hidden=image.hidden,
+        tags=image.tags,
     )
 
 

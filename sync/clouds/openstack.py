@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
+from urllib.parse import quote
 
 import openstack
 from keystoneauth1 import exceptions as ks_exceptions
@@ -25,7 +26,7 @@ from openstack import exceptions as sdk_exceptions
 from openstack.connection import Connection
 
 from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback
-from sync.engine.model import AMI_PROPERTIES, GlanceSyncError, Image, TargetPolicy
+from sync.engine.model import AMI_PROPERTIES, VISIBILITIES, GlanceSyncError, Image, TargetPolicy
 
 CHUNK = 1024 * 1024
 PREFETCH = 8  # chunks read ahead of the upload: bounds the memory a transfer uses to ~8 MiB
@@ -49,7 +50,7 @@ SYSTEM_ATTRIBUTES = frozenset(
     }
 )  # fmt: skip
 # Copied from the master image on upload; never compared.
-COPIED_ATTRIBUTES = ("disk_format", "container_format", "min_ram", "min_disk", "protected")
+COPIED_ATTRIBUTES = ("disk_format", "container_format", "min_ram", "min_disk")
 
 
 class OpenStackCloud:
@@ -126,9 +127,17 @@ class OpenStackTargetSession:
         return [image_from_glance(item, self._fullname(region)) for item in raw]
 
     def _list_raw(self, region: str) -> list[dict[str, Any]]:
+        """The default listing, then the hidden images, which Glance lists only when asked (os_hidden=true);
+        an image seen in both (hidden between two pages) is kept once."""
+        items = self._list_pages(region, {})
+        seen = {item["id"] for item in items}
+        items.extend(item for item in self._list_pages(region, {"os_hidden": "true"}) if item["id"] not in seen)
+        return items
+
+    def _list_pages(self, region: str, query: dict[str, str]) -> list[dict[str, Any]]:
         image = self._region(region).image
         items: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        params: dict[str, Any] = {"limit": PAGE_SIZE, **query}
         while True:
             response = image.get("/images", params=params, **RETRIES)
             _raise_for_status(response)
@@ -174,9 +183,11 @@ class OpenStackTargetSession:
         return created
 
     def _create_record(self, region: str, image: Image) -> str:
-        body = {"name": image.name, "visibility": "public" if image.is_public else "private"}
+        body = {"name": image.name, "visibility": image.visibility, "os_hidden": image.hidden}
         body |= {k: image.extra[k] for k in COPIED_ATTRIBUTES if image.extra.get(k) is not None}
         body["protected"] = False  # set by _complete: Glance refuses to delete a protected image, even unfinished
+        if image.tags:
+            body["tags"] = sorted(image.tags)
         body |= glance_properties(image.user_properties) | {UPLOAD_MARKER: "1"}
         try:
             response = self._region(region).image.post("/images", json=body, **CREATE_ONCE)
@@ -188,7 +199,7 @@ class OpenStackTargetSession:
     def _complete(self, region: str, image_id: str, image: Image) -> None:
         """The data is verified: drop the upload marker and protect the image if the master is protected."""
         ops = [{"op": "remove", "path": _pointer(UPLOAD_MARKER)}]
-        if image.extra.get("protected"):
+        if image.protected:
             ops.append({"op": "replace", "path": "/protected", "value": True})
         try:
             self._patch(region, image_id, ops)
@@ -197,7 +208,7 @@ class OpenStackTargetSession:
                 stored = self._get(region, image_id)
             except Exception:
                 raise error from None  # the patch's error says what went wrong, not the check's
-            if UPLOAD_MARKER in stored or stored.get("protected") != bool(image.extra.get("protected")):
+            if UPLOAD_MARKER in stored or stored.get("protected") != image.protected:
                 raise
 
     def _verify_stored(self, region: str, image_id: str, master: Image) -> None:
@@ -236,11 +247,16 @@ class OpenStackTargetSession:
         return response.json()
 
     def update_image(self, region: str, image: Image) -> None:
-        """Minimal JSON patch: only what differs, removals included; other properties are untouched."""
+        """Minimal JSON patch: only what differs, removals included; other properties are untouched. Missing
+        tags are added one by one with Glance's tag API, so a tag added meanwhile in the region stays."""
         try:
-            ops = json_patch(self._get(region, image.id), image)
+            current = self._get(region, image.id)
+            ops = json_patch(current, image)
             if ops:
                 self._patch(region, image.id, ops)
+            for tag in sorted(image.tags - set(current.get("tags") or ())):
+                response = self._region(region).image.put(f"/images/{image.id}/tags/{quote(tag, safe='')}", **RETRIES)
+                _raise_for_status(response)
         except Exception as error:
             raise self._fail(region, f"Error updating image {image.name}", error) from None
 
@@ -269,10 +285,10 @@ class OpenStackTargetSession:
 
 
 def image_from_glance(item: dict[str, Any], region: str) -> Image:
-    """A Glance v2 image as the engine's Image. Only `public` counts as public: shared and community
-    images are not offered to every project, which is what the original's is_public meant."""
+    """A Glance v2 image as the engine's Image. Only `public` counts as public (is_public): shared and
+    community images are not offered to every project, which is what the original's is_public meant."""
     properties = _user_properties(item)
-    extra = {k: item.get(k) for k in (*COPIED_ATTRIBUTES, "os_hash_algo", "os_hash_value", "visibility")}
+    extra = {k: item.get(k) for k in (*COPIED_ATTRIBUTES, "os_hash_algo", "os_hash_value")}
     # Active too: the data arrived but was never verified (the run died, or the delete of bad data failed).
     extra["unfinished_upload"] = UPLOAD_MARKER in item
     return Image(
@@ -286,6 +302,10 @@ def image_from_glance(item: dict[str, Any], region: str) -> Image:
         status=item.get("status", ""),
         user_properties=properties,
         extra=extra,
+        visibility=item.get("visibility") if item.get("visibility") in VISIBILITIES else "private",
+        hidden=bool(item.get("os_hidden")),
+        tags=frozenset(item.get("tags") or ()),
+        protected=bool(item.get("protected")),
     )
 
 
@@ -299,8 +319,10 @@ def json_patch(current: dict[str, Any], image: Image) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
     if current.get("name") != image.name:
         ops.append({"op": "replace", "path": "/name", "value": image.name})
-    if (current.get("visibility") == "public") != image.is_public:
-        ops.append({"op": "replace", "path": "/visibility", "value": "public" if image.is_public else "private"})
+    if current.get("visibility") != image.visibility:
+        ops.append({"op": "replace", "path": "/visibility", "value": image.visibility})
+    if bool(current.get("os_hidden")) != image.hidden:
+        ops.append({"op": "replace", "path": "/os_hidden", "value": image.hidden})
     have = _user_properties(current)
     want = glance_properties(image.user_properties)
     for key in sorted(have.keys() - want.keys()):

@@ -2,6 +2,10 @@
 
 One row per image, no header, excel dialect (minimal quoting, `\\r\\n` rows), 9 columns:
 region fullname, name, id, status, size, checksum, owner, is_public (True|False), repr of the properties dict.
+
+Glance v2's lifecycle goes in three optional columns after those, written only for an image that needs them
+(so an image of the original's kind is written byte for byte as the original did): visibility (public,
+community, shared, private; it wins over is_public), hidden (True|False) and the repr of the sorted tag list.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import IO, Any
 
-from sync.engine.model import GlanceSyncError, Image
+from sync.engine.model import VISIBILITIES, GlanceSyncError, Image
 
 COLUMNS = 9
+LIFECYCLE_COLUMNS = 3  # visibility, hidden, tags
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -32,7 +37,7 @@ def backup_file_name(region_fullname: str) -> str:
 
 def image_to_row(image: Image) -> list[str]:
     # Python 3's repr of a dict of str/int/bool values is the original's Python 2 repr minus the u'' prefixes.
-    return [
+    row = [
         image.region,
         image.name,
         image.id,
@@ -43,6 +48,9 @@ def image_to_row(image: Image) -> list[str]:
         "True" if image.is_public else "False",
         repr(image.user_properties),
     ]
+    if image.hidden or image.tags or image.visibility not in ("public", "private"):
+        row += [image.visibility, "True" if image.hidden else "False", repr(sorted(image.tags))]
+    return row
 
 
 def write_backup(images: Iterable[Image], stream: IO[str]) -> None:
@@ -99,17 +107,21 @@ def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
     # The hot loop of big files: positional Image(...) and one cached parse per distinct properties string.
     parse = _parse_properties
     for row in reader:
+        lifecycle: list[str] = []
         if len(row) != COLUMNS:
             if _is_blank(row):
                 continue
-            row = _padded(row)
+            if COLUMNS < len(row) <= COLUMNS + LIFECYCLE_COLUMNS:
+                row, lifecycle = row[:COLUMNS], row[COLUMNS:]
+            else:
+                row = _padded(row)
         region, name, image_id, status, size, checksum, owner, public, props = row
         try:
             size_value = int(size) if size else 0
         except ValueError:
             raise _RowError(f"size {size!r} is not an integer") from None
         properties, flat = parse(props)
-        yield Image(
+        image = Image(
             name,
             image_id,
             region,
@@ -121,6 +133,35 @@ def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
             # Image copies the dict itself; nested values (never seen in Glance) need a deep copy per image.
             properties if flat else copy.deepcopy(properties),
         )
+        if lifecycle:
+            _set_lifecycle(image, *lifecycle)
+        yield image
+
+
+def _set_lifecycle(image: Image, visibility: str = "", hidden: str = "", tags: str = "") -> None:
+    """The optional columns; an empty one keeps the default (visibility from is_public, visible, no tags)."""
+    visibility = visibility.strip()
+    if visibility:
+        if visibility not in VISIBILITIES:
+            raise _RowError(f"visibility {visibility!r} is not one of {', '.join(VISIBILITIES)}")
+        image.set_visibility(visibility)
+    hidden = hidden.strip()
+    if hidden not in ("", "True", "False"):
+        raise _RowError(f"hidden {hidden!r} is not True or False")
+    image.hidden = hidden == "True"
+    if tags.strip():
+        image.tags = _parse_tags(tags)
+
+
+@lru_cache(maxsize=4096)
+def _parse_tags(text: str) -> frozenset[str]:
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
+        raise _RowError(f"tags {_clip(text)} are not a list of strings, e.g. ['amphora']")
+    return frozenset(value)
 
 
 def _is_blank(row: list[str]) -> bool:
@@ -131,7 +172,7 @@ def _padded(row: list[str]) -> list[str]:
     """An 8-column row has no properties column (empty properties); anything else is malformed."""
     if len(row) == COLUMNS - 1:
         return [*row, ""]
-    raise _RowError(f"expected {COLUMNS} columns, found {len(row)}")
+    raise _RowError(f"expected {COLUMNS} columns (or up to {COLUMNS + LIFECYCLE_COLUMNS}), found {len(row)}")
 
 
 # The repr of a flat dict of str/int/bool/None values, as every backup we write holds: parsed by regular

@@ -17,7 +17,10 @@ from simpleeval import BASIC_ALLOWED_ATTRS, DEFAULT_OPERATORS, DISALLOW_METHODS,
 
 from sync.engine.model import GlanceSyncError, Image
 
-IMAGE_FIELDS = ("name", "id", "region", "owner", "is_public", "checksum", "size", "status", "user_properties")
+IMAGE_FIELDS = (
+    "name", "id", "region", "owner", "is_public", "checksum", "size", "status",
+    "visibility", "hidden", "tags", "protected", "user_properties",
+)  # fmt: skip
 FUNCTIONS: dict[str, Any] = {
     f.__name__: f for f in (set, len, int, str, float, bool, list, tuple, dict, min, max, any, all, sorted)
 }
@@ -195,6 +198,13 @@ class Condition:
         self.expr = expr
         self.target = target
         self._node = _parse(expr, target)
+        # Hidden images were never listed before, so a condition that does not say what to do with them
+        # (written for the original) must not start selecting them: see Selector.is_synchronisable.
+        self.reads_hidden = any(
+            isinstance(node, ast.Attribute) and node.attr == "hidden" and isinstance(node.value, ast.Name)
+            and node.value.id == "image"
+            for node in ast.walk(self._node)
+        )  # fmt: skip
         self._local = threading.local()  # simpleeval keeps per-evaluation state: one evaluator per thread
 
     def _evaluator(self) -> EvalWithCompoundTypes:

@@ -21,6 +21,7 @@ BUILTIN_DEFAULTS = {
     "support_obsolete_images": "True",
     "only_tenant_images": "True",
     "list_images_timeout": "30",
+    "follow_rotations": "True",
 }
 NOT_TARGETS = ("main", "DEFAULT", "DEFAULTS")  # DEFAULTS: skipped by the original too (a typo it kept)
 CREDENTIAL_KEYS = ("user", "password", "keystone_url", "tenant")
@@ -276,6 +277,7 @@ def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_c
         only_tenant_images=reader.get_bool(section, "only_tenant_images"),
         support_obsolete_images=reader.get_bool(section, "support_obsolete_images"),
         list_images_timeout=reader.get_int(section, "list_images_timeout", 30),
+        follow_rotations=reader.get_bool(section, "follow_rotations"),
         **sets,
     )
 

@@ -12,6 +12,7 @@ from sync.engine import backup
 from sync.engine.model import GlanceSyncError, Image, SyncConfig, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region, target_regions
 from sync.engine.reporter import Cancelled, Reporter
+from sync.engine.rotation import checksum_index, follow_rotations
 from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
 from sync.engine.status import ImageStatus, compute_statuses, match_region_images
 from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
@@ -58,10 +59,12 @@ class GlanceSync:
         self._tenant_ids: dict[str, str] = {}
         self.selectors = {name: Selector(target) for name, target in config.targets.items()}
         self._selected: dict[str, list[Image]] = {}
-        self._selected_by_name: dict[str, dict[str, Image]] = {}
+        self._retired: dict[str, list[Image]] = {}
+        self._managed: dict[str, dict[str, Image]] = {}
         listing = self.session("master").list_images(config.master_region)
         self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
         replace_ami_ids_by_names(self.master, self.reporter)
+        self.master_by_checksum = checksum_index(self.master)
 
     # -- targets and regions -------------------------------------------------------------------------
 
@@ -78,9 +81,18 @@ class GlanceSync:
     def selected(self, target: str) -> list[Image]:
         """The target's synchronisable master images in (size, name) order, computed once."""
         if target not in self._selected:
-            self._selected[target] = self.selectors[target].select(self.master)
-            self._selected_by_name[target] = {image.name: image for image in self._selected[target]}
+            selector = self.selectors[target]
+            self._selected[target] = selector.select(self.master)
+            self._retired[target] = selector.retired(self.master)
+            managed = self._selected[target] + self._retired[target]
+            self._managed[target] = {image.name: image for image in managed}
         return self._selected[target]
+
+    def managed(self, target: str) -> dict[str, Image]:
+        """The master images whose region copies the target looks after, by name: the synchronisable ones
+        and the retired ones (hidden or community), whose existing copies follow them."""
+        self.selected(target)
+        return self._managed[target]
 
     def region_names(self, target: str) -> list[str]:
         return self.session(target).region_names()
@@ -116,12 +128,18 @@ class GlanceSync:
     ) -> tuple[list[ImageStatus], dict[str, Image]]:
         """Statuses of a region's listing, and its region map without the images about to be replaced."""
         target = self.config.targets[ref.target]
-        selected = self.selected(ref.target)
-        found = match_region_images(
-            ref.fullname, listing, self._selected_by_name[ref.target], self.tenant_id(ref.target),
-            target.only_tenant_images, reporter,
-        )  # fmt: skip
-        return compute_statuses(selected, found, target)
+        selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
+        found = match_region_images(ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter)
+        if target.follow_rotations and not self.is_master_region(ref):
+            found = follow_rotations(
+                ref.fullname, listing, found, self.master, self.master_by_checksum, managed, target, tenant_id,
+                reporter,
+            )  # fmt: skip
+        return compute_statuses(selected, found, target, self._retired[ref.target])
+
+    def is_master_region(self, ref: RegionRef) -> bool:
+        # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
+        return ref.target == "master" and ref.name == self.config.master_region
 
     # -- backup --------------------------------------------------------------------------------------
 
@@ -180,7 +198,7 @@ class RegionSync:
         listing = self._remove_unfinished_uploads(self.session.list_images(self.ref.name))
         if self.target.only_tenant_images:
             listing = [i for i in listing if i.name and not is_foreign(i, self.tenant_id)]
-        if self.target.support_obsolete_images and not self._is_master_region():
+        if self.target.support_obsolete_images and not self.engine.is_master_region(self.ref):
             listing = self._obsolete_step(listing)
         statuses, self.region_map = self.engine.statuses(self.ref, listing, self.reporter)
         self.result.statuses = statuses
@@ -208,10 +226,6 @@ class RegionSync:
                 self.session.delete_image(self.ref.name, image.id)
         return [image for image in listing if not image.extra.get("unfinished_upload")]
 
-    def _is_master_region(self) -> bool:
-        # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
-        return self.ref.target == "master" and self.ref.name == self.engine.config.master_region
-
     def _obsolete_step(self, listing: list[Image]) -> list[Image]:
         """Rename/re-sync region copies of obsolete master images; the listing then reflects the changes."""
         selector = self.engine.selectors[self.ref.target]
@@ -228,14 +242,23 @@ class RegionSync:
 
     def _update_metadata(self, entry: ImageStatus, region_image: Image) -> None:
         name = entry.master.name
+        renamed = region_image.name != name  # a copy found by its checksum: the master renamed it
         if self.dry_run:
-            self.reporter.info(f"{self.fullname}: Image pending to update the metadata {name}")
+            if renamed:
+                self.reporter.info(f"{self.fullname}: Image pending to be renamed {region_image.name} -> {name}")
+            else:
+                self.reporter.info(f"{self.fullname}: Image pending to update the metadata {name}")
             return
-        self.reporter.info(f"{self.fullname}: Updating the metadata of image {name}")
+        if renamed:
+            self.reporter.info(
+                f"{self.fullname}: Renaming image {region_image.name} ({region_image.id}) to {name}, as in the master"
+            )
+        else:
+            self.reporter.info(f"{self.fullname}: Updating the metadata of image {name}")
         image = updated_metadata(region_image, entry.master, self.target, self.region_map, self.fullname, self.reporter)
         self.session.update_image(self.ref.name, image)
         self.region_map[name] = image
-        self.result.counters["metadata"] += 1
+        self.result.counters["renames" if renamed else "metadata"] += 1
 
     def _metadata_pass(self, statuses: list[ImageStatus]) -> None:
         for entry in statuses:
@@ -315,7 +338,8 @@ class RegionSync:
             self.result.counters["replaces"] += 1
         elif entry.status == "pending_rename" and old is not None:
             renamed = old.copy()
-            renamed.name, renamed.is_public = f"{old.name}.old", False
+            renamed.name = f"{old.name}.old"
+            renamed.set_visibility("private")
             self.session.update_image(self.ref.name, renamed)
             self.result.counters["renames"] += 1
 
@@ -348,4 +372,4 @@ class RegionSync:
 
 def _protected_replace(entry: ImageStatus) -> bool:
     """A protected region copy cannot be deleted: replacing it would leave two images of one name."""
-    return entry.status == "pending_replace" and bool(entry.region_image and entry.region_image.extra.get("protected"))
+    return entry.status == "pending_replace" and bool(entry.region_image and entry.region_image.protected)

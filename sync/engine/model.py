@@ -22,6 +22,7 @@ STATUSES = (
     "error_ami",
 )
 UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
+VISIBILITIES = ("public", "community", "shared", "private")
 
 
 class GlanceSyncError(Exception):
@@ -30,10 +31,12 @@ class GlanceSyncError(Exception):
 
 @dataclass
 class Image:
-    """One Glance image as the engine sees it (spec §2.1).
+    """One Glance image as the engine sees it (spec §2.1), with Glance v2's lifecycle fields.
 
-    `extra` carries driver-specific system attributes (disk_format, container_format, min_ram, min_disk,
-    protected, os_hash_algo, os_hash_value...) that are copied on upload but never compared.
+    `visibility` is one of VISIBILITIES; `is_public` is the original's flag, `visibility == "public"`, kept for
+    conditions and the backup format: change both with `set_visibility`. `hidden` is Glance's `os_hidden`.
+    `tags` are Glance's tags. `extra` carries driver-specific system attributes (disk_format,
+    container_format, min_ram, min_disk, os_hash_algo, os_hash_value...) copied on upload but never compared.
     """
 
     name: str
@@ -46,10 +49,29 @@ class Image:
     status: str = "active"
     user_properties: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    visibility: str = ""  # empty: derived from is_public (public or private), as the original's images
+    hidden: bool = False
+    tags: frozenset[str] = frozenset()
+    protected: bool = False
 
     def __post_init__(self) -> None:
         self.size = int(self.size or 0)
         self.user_properties = dict(self.user_properties)
+        if self.visibility:
+            self.is_public = self.visibility == "public"
+        else:
+            self.visibility = "public" if self.is_public else "private"
+        if not isinstance(self.tags, frozenset):
+            self.tags = frozenset(self.tags)
+
+    def set_visibility(self, visibility: str) -> None:
+        self.visibility = visibility
+        self.is_public = visibility == "public"
+
+    @property
+    def retired(self) -> bool:
+        """Hidden or community: how a rotation takes an old build out of new users' sight."""
+        return self.hidden or self.visibility == "community"
 
     def copy(self) -> Image:
         return copy.deepcopy(self)
@@ -82,6 +104,7 @@ class TargetPolicy:
     support_obsolete_images: bool = True
     obsolete_syncprops: frozenset[str] = frozenset()
     list_images_timeout: int = 30
+    follow_rotations: bool = True  # a region copy renamed in the master follows by checksum (not the original's)
 
 
 @dataclass

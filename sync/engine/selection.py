@@ -21,8 +21,13 @@ def is_foreign(image: Image, tenant_id: str) -> bool:
 
 
 def filter_master_images(images: Iterable[Image], tenant_id: str, reporter: Reporter) -> dict[str, Image]:
-    """The master dict: active, named, own (or ownerless) images; every name seen twice is dropped."""
+    """The master dict: active, named, own (or ownerless) images; every name seen twice is dropped.
+
+    A hidden image that shares its name with a visible one is an old build kept for running servers (a
+    rotation that hid it without renaming it): the visible image stands for the name, without a warning."""
     candidates = [i for i in images if i.status == "active" and i.name and not is_foreign(i, tenant_id)]
+    visible_names = {i.name for i in candidates if not i.hidden}
+    candidates = [i for i in candidates if not i.hidden or i.name not in visible_names]
     counts = Counter(i.name for i in candidates)
     for name, count in counts.items():
         if count > 1:
@@ -63,11 +68,15 @@ class Selector:
         )
 
     def is_synchronisable(self, image: Image) -> bool:
+        """A hidden image only when forcesyncs lists it or the condition reads `image.hidden`: hidden is how
+        Glance retires an old build, and conditions written before GlanceSync saw hidden images ignore it."""
         target = self.target
         if image.name.endswith(OBSOLETE_SUFFIX):
             return False
         if image.id in target.forcesyncs:
             return True
+        if image.hidden and not (self.condition is not None and self.condition.reads_hidden):
+            return False
         if self.condition is not None:
             return self.condition(image, target.metadata_set)
         if not image.is_public:
@@ -76,7 +85,22 @@ class Selector:
             return True
         return any(key in image.user_properties for key in target.metadata_set)
 
+    def is_retired(self, image: Image) -> bool:
+        """Not synchronisable only because it was retired (hidden, or public made community): the target
+        would synchronise it as a visible public image. Its existing region copies follow it; none is made."""
+        if not image.retired or image.name.endswith(OBSOLETE_SUFFIX) or self.is_synchronisable(image):
+            return False
+        current = image.copy()
+        current.hidden = False
+        if current.visibility == "community":
+            current.set_visibility("public")
+        return self.is_synchronisable(current)
+
     def select(self, master: dict[str, Image]) -> list[Image]:
         """The synchronisable master images, in processing order: (size, name)."""
         chosen = [image for image in master.values() if self.is_synchronisable(image)]
         return sorted(chosen, key=lambda i: (i.size, i.name))
+
+    def retired(self, master: dict[str, Image]) -> list[Image]:
+        """The retired master images whose region copies follow them, in (size, name) order."""
+        return sorted((i for i in master.values() if i.retired and self.is_retired(i)), key=lambda i: (i.size, i.name))

@@ -75,11 +75,14 @@ def checksum_status(checksum: str | None, target: TargetPolicy) -> str:
 
 
 def metadata_differs(region: Image, master: Image, metadata_set: frozenset[str]) -> bool:
-    """Visibility or a synchronised property differs (spec §4.2 B.2-3; kernel/ramdisk values excluded).
+    """Name, visibility, hidden flag, a master tag or a synchronised property differs (spec §4.2 B.2-3, extended
+    to Glance v2; kernel/ramdisk values excluded). The name differs only for a copy found by its checksum.
 
     Plain loops rather than any(generator): this runs for every (region, image) pair of every region.
     """
-    if region.is_public != master.is_public:
+    if region.visibility != master.visibility or region.hidden != master.hidden or region.name != master.name:
+        return True
+    if master.tags and not master.tags <= region.tags:  # region-local tags are kept: only missing ones count
         return True
     rprops, mprops = region.user_properties, master.user_properties
     if metadata_set:
@@ -129,17 +132,26 @@ def missing_ami_references(master: Image, found: dict[str, Image]) -> list[str]:
 
 
 def compute_statuses(
-    selected: list[Image], found: dict[str, Image], target: TargetPolicy
+    selected: list[Image], found: dict[str, Image], target: TargetPolicy, retired: list[Image] | None = None
 ) -> tuple[list[ImageStatus], dict[str, Image]]:
-    """Status of each selected master image (in the given order) against the region's matched images.
+    """Status of each selected master image (in the given order) against the region's matched images, and
+    of each retired master image (hidden, community) whose copy the region has: that copy follows it.
 
     Returns the statuses and the region map without the images about to be replaced or renamed.
     Unlike the original, every upload is known before the AMI check runs, so an AMI image waits for its
     kernel/ramdisk (`pending_ami`) whatever their sizes (the original's CLAUDIA-5324 bug).
     """
     region_map = dict(found)
+    images = selected
+    if retired:
+        followed = [m for m in retired if m.name in found and found[m.name].checksum == m.checksum]
+        for master in retired:  # another image under a retired name is not its copy, nor an AMI reference
+            if master.name in found and found[master.name].checksum != master.checksum:
+                del region_map[master.name]
+        if followed:
+            images = sorted(selected + followed, key=lambda i: (i.size, i.name))
     first_pass: list[ImageStatus] = []
-    for master in selected:
+    for master in images:
         region = region_map.get(master.name)
         if region is None:
             first_pass.append(ImageStatus("pending_upload", master, None))

@@ -47,11 +47,13 @@ def updated_metadata(
     fullname: str,
     reporter: Reporter,
 ) -> Image:
-    """A copy of `region_image` with the master's visibility and synchronised properties (spec §5.2).
+    """A copy of `region_image` with the master's name, visibility, hidden flag, tags and synchronised
+    properties (spec §5.2, extended to Glance v2). The name changes only for a copy found by its checksum
+    (the master renamed the image in a rotation).
 
     With a metadata_set, properties outside it are local and kept. With an empty metadata_set every
     property is synchronised, so the copy gets exactly the master's (the original copied none and left
-    such images pending_metadata forever).
+    such images pending_metadata forever). Region-local tags are kept: the master's are added.
     """
     image = region_image.copy()
     fix_ami_references(image, master, region_map, fullname, reporter)
@@ -64,8 +66,16 @@ def updated_metadata(
     else:
         ami = {k: v for k, v in image.user_properties.items() if k in AMI_PROPERTIES}
         image.user_properties = synchronised_properties(master, target) | ami
-    image.is_public = master.is_public
+    _follow(image, master)
+    image.name = master.name
+    image.tags = image.tags | master.tags
     return image
+
+
+def _follow(image: Image, master: Image) -> None:
+    """The master is the authority for the visibility and the hidden flag of the images it manages."""
+    image.set_visibility(master.visibility)
+    image.hidden = master.hidden
 
 
 def upload_copy(
@@ -124,10 +134,11 @@ def _obsolete_master_images(master: dict[str, Image], selector: Selector, report
 
 
 def _with_obsolete_properties(image: Image, source: Image, target: TargetPolicy) -> Image:
-    """Copy of `image` with the master's visibility and obsolete_syncprops (never deleting a property)."""
+    """Copy of `image` with the master's visibility, hidden flag and obsolete_syncprops (never deleting a
+    property)."""
     changed = image.copy()
     for prop in target.obsolete_syncprops:
         if prop in source.user_properties:
             changed.user_properties[prop] = source.user_properties[prop]
-    changed.is_public = source.is_public
+    _follow(changed, source)
     return changed

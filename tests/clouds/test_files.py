@@ -208,7 +208,7 @@ def test_an_upload_reports_progress_once_and_appends_to_the_file(folder):
 def test_an_update_changes_only_name_visibility_and_properties(folder):
     s = session(folder)
     image = s.list_images("Burgos")[1]
-    changes = dict(name="image02.old", is_public=True, user_properties={"type": "x", "nid": 3})
+    changes = dict(name="image02.old", is_public=True, visibility="public", user_properties={"type": "x", "nid": 3})
     image.__dict__.update(owner="someone", status="queued", size=1, checksum="other", **changes)
     s.update_image("Burgos", image)
     image.user_properties["nid"] = 4

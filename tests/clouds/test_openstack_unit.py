@@ -24,6 +24,16 @@ def test_it_maps_a_glance_image_to_the_engine_model():
     assert (image.checksum, image.size, image.status) == ("abc", 12, "active")
     assert image.user_properties == {"kernel_id": "k-uuid", "type": "base", "nid": "5"}
     assert image.extra["disk_format"] == "qcow2" and image.extra["os_hash_value"] == "def"
+    assert (image.visibility, image.hidden, image.tags, image.protected) == ("shared", False, frozenset(), False)
+
+
+def test_it_maps_the_lifecycle_fields():
+    item = {**GLANCE_IMAGE, "visibility": "community", "os_hidden": True, "tags": ["amphora", "x"], "protected": True}
+    image = image_from_glance(item, "R")
+    assert (image.visibility, image.hidden, image.tags, image.protected) == (
+        "community", True, frozenset({"amphora", "x"}), True,
+    )  # fmt: skip
+    assert "tags" not in image.user_properties and "os_hidden" not in image.user_properties
 
 
 def test_it_treats_only_public_as_public():
@@ -34,7 +44,8 @@ def test_it_treats_only_public_as_public():
 def test_it_patches_only_what_differs():
     wanted = image_from_glance(GLANCE_IMAGE, "R")
     assert json_patch(GLANCE_IMAGE, wanted) == []
-    wanted.name, wanted.is_public = "cirros.old", True
+    wanted.name = "cirros.old"
+    wanted.set_visibility("public")
     wanted.user_properties = {"type": "other", "nid": 5, "new": "x"}
     assert json_patch(GLANCE_IMAGE, wanted) == [
         {"op": "replace", "path": "/name", "value": "cirros.old"},
@@ -54,10 +65,16 @@ def test_it_escapes_property_names_in_json_pointers():
     ]
 
 
-def test_it_does_not_make_shared_images_private_when_the_master_is_private_too():
+def test_it_patches_the_visibility_and_the_hidden_flag_as_the_master_has_them():
     wanted = image_from_glance(GLANCE_IMAGE, "R")
-    wanted.is_public = False
-    assert json_patch(GLANCE_IMAGE, wanted) == []
+    wanted.set_visibility("community")
+    wanted.hidden = True
+    assert json_patch(GLANCE_IMAGE, wanted) == [
+        {"op": "replace", "path": "/visibility", "value": "community"},
+        {"op": "replace", "path": "/os_hidden", "value": True},
+    ]
+    wanted.tags = frozenset({"amphora"})  # tags go through the tag API, never the patch
+    assert len(json_patch(GLANCE_IMAGE, wanted)) == 2
 
 
 @pytest.mark.parametrize(

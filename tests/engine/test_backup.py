@@ -192,8 +192,17 @@ def test_it_reads_from_a_path(tmp_path):
     ("line3", "reason"),
     [
         ("Burgos,c,3,active,abc,c,o,True,{}", "size 'abc' is not an integer"),
-        ("Burgos,c,3,active", "expected 9 columns, found 4"),
-        ("Burgos,c,3,active,5,c,o,True,{},extra", "expected 9 columns, found 10"),
+        ("Burgos,c,3,active", "expected 9 columns (or up to 12), found 4"),
+        ("Burgos,c,3,active,5,c,o,True,{},public,False,[],x", "expected 9 columns (or up to 12), found 13"),
+        (
+            "Burgos,c,3,active,5,c,o,True,{},extra",
+            "visibility 'extra' is not one of public, community, shared, private",
+        ),
+        ("Burgos,c,3,active,5,c,o,True,{},public,yes", "hidden 'yes' is not True or False"),
+        (
+            "Burgos,c,3,active,5,c,o,True,{},public,True,amphora",
+            "tags 'amphora' are not a list of strings, e.g. ['amphora']",
+        ),
         ("Burgos,c,3,active,5,c,o,True,{'a': 1", "properties \"{'a': 1\" are not a dict literal"),
         (
             "Burgos,c,3,active,5,c,o,True,['a']",

@@ -544,3 +544,19 @@ def test_errors_in_a_file_name_the_file(tmp_path: Path) -> None:
 
 def test_config_error_is_a_glancesync_error() -> None:
     assert issubclass(ConfigError, GlanceSyncError)
+
+
+def test_rotations_are_followed_unless_a_section_or_default_turns_them_off() -> None:
+    text = f"""[main]
+master_region = Valladolid
+[master]
+credential = user,{SECRET_B64},http://k:5000/v3,tenant1
+[other]
+credential = user,{SECRET_B64},http://k:5000/v3,tenant2
+follow_rotations = false
+"""
+    config = load(text)
+    assert config.targets["master"].follow_rotations is True
+    assert config.targets["other"].follow_rotations is False
+    config = load("[DEFAULT]\nfollow_rotations = off\n" + text)
+    assert config.targets["master"].follow_rotations is False

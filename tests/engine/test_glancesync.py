@@ -158,7 +158,7 @@ def test_it_does_not_replace_a_protected_copy(cloud, monkeypatch):
     def protected(self, region):
         images = listing(self, region)
         for image in images:
-            image.extra["protected"] = region == "Burgos"  # as the OpenStack driver maps Glance's flag
+            image.protected = region == "Burgos"
         return images
 
     monkeypatch.setattr(FileTargetSession, "list_images", protected)

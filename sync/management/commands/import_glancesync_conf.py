@@ -58,6 +58,7 @@ def target_fields(policy: TargetPolicy) -> dict:
         "support_obsolete_images": policy.support_obsolete_images,
         "obsolete_syncprops": _csv(policy.obsolete_syncprops),
         "list_images_timeout": policy.list_images_timeout,
+        "follow_rotations": policy.follow_rotations,
         "ignore_regions": _csv(policy.ignore_regions),
     }
 
