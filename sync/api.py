@@ -180,6 +180,17 @@ class RegionSummary(Schema):
     url: str
 
 
+class LifecycleOut(Schema):
+    visibility: str = Field(description="public, community, shared or private")
+    hidden: bool = Field(description="Glance's os_hidden")
+    tags: list[str]
+
+
+class CopyOut(LifecycleOut):
+    id: str
+    name: str = Field(description="another name than the image's when a rotation renames the copy")
+
+
 class ImageStatusOut(Schema):
     name: str
     status: Status
@@ -187,12 +198,18 @@ class ImageStatusOut(Schema):
     region_checksum: str
     size: int
     message: str
+    master: LifecycleOut
+    region_copy: CopyOut | None = Field(description="the region's copy; null when the region has none")
+    planned: str = Field(description="what a sync would change on the copy, in words (pending_metadata)")
 
 
 class OtherImageOut(Schema):
     name: str
     status: str
     public: bool
+    visibility: str = ""
+    hidden: bool = False
+    tags: list[str] = []
     size: int
     why: str
 
@@ -371,6 +388,15 @@ def regions(request):
     ]
 
 
+def _copy_of(state: ImageState) -> dict | None:
+    if not state.region_image_id:
+        return None
+    return {
+        "id": state.region_image_id, "name": state.region_image_name or state.image_name,
+        "visibility": state.region_visibility, "hidden": state.region_hidden, "tags": state.region_tags,
+    }  # fmt: skip
+
+
 @api.get(
     "/regions/{region}", response={200: RegionDetail, 400: Error, 401: Error, 403: Error, 404: Error}, url_name="region"
 )
@@ -390,6 +416,9 @@ def region(request, region: str, image: str | None = None, status: Status | None
             "region_checksum": s.region_checksum,
             "size": s.size,
             "message": f"{MESSAGES[s.status]} ({s.reason})" if s.reason else MESSAGES[s.status],
+            "master": {"visibility": s.visibility, "hidden": s.hidden, "tags": s.tags},
+            "region_copy": _copy_of(s),
+            "planned": s.planned_change() if s.status == "pending_metadata" else "",
         }
         for s in states
     ]

@@ -554,6 +554,15 @@ class ImageState(models.Model):
     region_checksum = models.CharField(max_length=255, blank=True)
     size = models.BigIntegerField(default=0, help_text="The master image's size.")
     region_size = models.BigIntegerField(null=True, blank=True, help_text="The region copy's size, if any.")
+    region_image_name = models.CharField(
+        max_length=255, blank=True, help_text="The copy's name: another than the image's when a rotation renames it."
+    )
+    visibility = models.CharField(max_length=10, default="public", help_text="The master image's visibility.")
+    hidden = models.BooleanField(default=False, help_text="The master image is hidden (os_hidden).")
+    tags = models.JSONField(default=list, blank=True, help_text="The master image's tags.")
+    region_visibility = models.CharField(max_length=10, blank=True)
+    region_hidden = models.BooleanField(default=False)
+    region_tags = models.JSONField(default=list, blank=True)
     position = models.PositiveIntegerField(default=0, help_text="The engine's (size, name) order.")
     changes = models.JSONField(
         default=list, blank=True, help_text="For pending_metadata: [[field, before, after], ...] a sync would apply."
@@ -568,6 +577,29 @@ class ImageState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_name} in {self.region}: {self.status}"
+
+    @property
+    def renamed_copy(self) -> bool:
+        """The region's copy has another name: the master renamed the image (a rotation) and the copy follows."""
+        return bool(self.region_image_id) and self.region_image_name != self.image_name
+
+    def planned_change(self) -> str:
+        """What a sync would change on the copy, in words, from `changes` ("rename the copy a → b, hide it")."""
+        words = []
+        for field, before, after in self.changes:
+            if field == "name":
+                words.append(f"rename the copy {before} → {after}")
+            elif field == "hidden":
+                words.append("hide it" if after == "yes" else "show it (not hidden)")
+            elif field == "visibility":
+                words.append(f"make it {after}")
+            elif field == "tags":
+                added = sorted(set(after.split(", ")) - set((before or "").split(", ")))
+                words.append(f"add the tag{'s' if len(added) > 1 else ''} {', '.join(added)}")
+        properties = sum(field not in ("name", "hidden", "visibility", "tags") for field, _, _ in self.changes)
+        if properties:
+            words.append(f"update {properties} propert{'ies' if properties > 1 else 'y'}")
+        return ", ".join(words)
 
 
 class StatusRefresh(models.Model):

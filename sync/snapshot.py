@@ -58,10 +58,24 @@ REPLACING = ("error_checksum", "pending_replace", "pending_rename")
 
 
 def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) -> dict[str, str]:
-    """Why an image is stuck or a decision cannot work, per image name, for the pages and the API."""
+    """Why an image is stuck, a decision cannot work or a rotation is planned, per image name, for the pages
+    and the API."""
     reasons = {}
+    renamed = {e.region_image.name: e.master.name for e in statuses if _renamed(e)}  # old name -> new name
     for entry in statuses:
-        if entry.status == "error_ami":
+        name = entry.master.name
+        if _renamed(entry):
+            assert entry.region_image is not None
+            reasons[name] = (
+                f"rotation: the master renamed this image; the region's {entry.region_image.name} has its "
+                f"checksum and is renamed {name}"
+            )
+        elif entry.status == "pending_upload" and name in renamed:
+            reasons[name] = f"rotation: the region's {name} is the old build, renamed {renamed[name]} first"
+        elif entry.status == "pending_metadata" and entry.master.retired:
+            how = "hidden" if entry.master.hidden else entry.master.visibility
+            reasons[name] = f"retired in the master ({how}): the copy follows it; no new copy is made"
+        elif entry.status == "error_ami":
             missing = ", ".join(missing_ami_references(entry.master, region_map))
             reasons[entry.master.name] = f"not synchronised to this target: {missing}"
         elif entry.status in REPLACING and entry.region_image and entry.region_image.protected:
@@ -74,10 +88,15 @@ def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: s
     matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
     others = sorted((image for image in listing if image.id not in matched), key=lambda i: (i.name or "", i.id))
     return [
-        {"name": image.name or "", "status": image.status, "public": image.is_public, "size": image.size or 0,
+        {"name": image.name or "", "status": image.status, "public": image.is_public,
+         "visibility": image.visibility, "hidden": image.hidden, "tags": sorted(image.tags), "size": image.size or 0,
          "why": _not_synchronised_because(image, tenant_id)}
         for image in others
     ]  # fmt: skip
+
+
+def _renamed(entry: ImageStatus) -> bool:
+    return entry.region_image is not None and entry.region_image.name != entry.master.name
 
 
 def _not_synchronised_because(image: Image, tenant_id: str) -> str:
@@ -99,7 +118,16 @@ def metadata_changes(
             continue
         before = entry.region_image
         after = updated_metadata(before, entry.master, target, region_map, ref.fullname, RecordingReporter())
-        diff = [["visibility", _visibility(before), _visibility(after)]] if before.is_public != after.is_public else []
+        diff = [
+            [field, old, new]
+            for field, old, new in (
+                ("name", before.name, after.name),
+                ("visibility", before.visibility, after.visibility),
+                ("hidden", _yes_no(before.hidden), _yes_no(after.hidden)),
+                ("tags", _joined(before.tags), _joined(after.tags)),
+            )
+            if old != new
+        ]
         for key in sorted(set(before.user_properties) | set(after.user_properties)):
             old, new = before.user_properties.get(key), after.user_properties.get(key)
             if old != new:
@@ -108,8 +136,12 @@ def metadata_changes(
     return changes
 
 
-def _visibility(image: Image) -> str:
-    return "public" if image.is_public else "private"
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _joined(tags: frozenset[str]) -> str | None:
+    return ", ".join(sorted(tags)) or None
 
 
 def _shown(value) -> str | None:
@@ -145,17 +177,24 @@ def store_statuses(
 
 
 def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:
-    copy = entry.region_image
+    copy, master = entry.region_image, entry.master
     return ImageState(
         region=region,
-        image_name=entry.master.name,
+        image_name=master.name,
         status=entry.status,
-        master_id=entry.master.id,
-        master_checksum=entry.master.checksum or "",
+        master_id=master.id,
+        master_checksum=master.checksum or "",
         region_image_id=copy.id if copy else "",
         region_checksum=(copy.checksum or "") if copy else "",
-        size=entry.master.size or 0,
+        size=master.size or 0,
         region_size=copy.size if copy else None,
+        region_image_name=copy.name if copy else "",
+        visibility=master.visibility,
+        hidden=master.hidden,
+        tags=sorted(master.tags),
+        region_visibility=copy.visibility if copy else "",
+        region_hidden=copy.hidden if copy else False,
+        region_tags=sorted(copy.tags) if copy else [],
         position=position,
         computed_at=now,
     )

@@ -52,7 +52,7 @@ from sync.snapshot import PROTECTED_COPY
 PLANNED_ACTIONS = {
     "ok": "nothing",
     "ok_stalled_checksum": "nothing (kept on purpose)",
-    "pending_metadata": "update visibility / properties",
+    "pending_metadata": "update name / visibility / hidden / tags / properties",
     "pending_upload": "upload",
     "pending_replace": "upload, then delete the old copy",
     "pending_rename": "upload, then rename the old copy to <name>.old",
@@ -197,7 +197,7 @@ def matrix(request):
     cells = {
         (state.image_name, state.region): state
         for state in ImageState.objects.filter(region__in=regions, image_name__in=list(page.object_list)).only(
-            "image_name", "region", "status"
+            "image_name", "region", "status", "changes", "visibility", "hidden", "tags"
         )
     }
     rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page.object_list]
@@ -224,7 +224,17 @@ def _matrix_cell(state: ImageState | None) -> dict | None:
     if state is None:
         return None
     symbol = STATUS_SYMBOLS.get(state.status, "…")
-    return {"status": state.status, "style": STATUS_STYLES[state.status], "symbol": symbol}
+    details = [state.status, state.planned_change(), _lifecycle_words(state)]
+    return {
+        "status": state.status, "style": STATUS_STYLES[state.status], "symbol": symbol,
+        "details": " · ".join(d for d in details if d),
+    }  # fmt: skip
+
+
+def _lifecycle_words(state: ImageState) -> str:
+    """The master image's visibility, hidden flag and tags, as a cell's tooltip says them."""
+    words = [state.visibility] + (["hidden"] if state.hidden else [])
+    return ", ".join(words) + (f"; tags: {', '.join(state.tags)}" if state.tags else "")
 
 
 @login_required
@@ -241,7 +251,7 @@ def region_detail(request, region: str):
             "state": s,
             "style": STATUS_STYLES[s.status],
             "help": STATUS_HELP[s.status],
-            "action": PLANNED_ACTIONS[s.status],
+            "action": (s.status == "pending_metadata" and s.planned_change()) or PLANNED_ACTIONS[s.status],
         }
         for s in states
     ]

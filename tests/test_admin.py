@@ -121,6 +121,16 @@ def test_effective_value_from_defaults_shown(admin_client):
     assert "deprecated <small>(defaults)</small>" in page
 
 
+def test_rotations_are_followed_unless_the_target_or_defaults_turn_them_off(admin_client):
+    target = Target.objects.create(name="partner")
+    url = reverse("admin:sync_target_change", args=[target.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="follow_rotations"' in page and "True <small>(built-in)</small>" in page
+    assert admin_client.post(url, target_data(follow_rotations="false")).status_code == 302
+    target.refresh_from_db()
+    assert target.follow_rotations is False and target.to_policy().follow_rotations is False
+
+
 def test_bad_condition_message(admin_client):
     response = admin_client.post(reverse("admin:sync_target_add"), target_data(metadata_condition="image.__class__"))
     assert response.status_code == 200

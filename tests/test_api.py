@@ -116,7 +116,7 @@ def test_it_lists_every_region_of_every_target_with_counts(viewer_api, console):
     regions = {r["region"]: r for r in viewer_api.get("/api/v1/regions").json()}
     assert {"Bilbao", "partner:Lisbon", "partner:Porto", "Madrid"} <= set(regions)
     bilbao = regions["Bilbao"]
-    assert bilbao["target"] == "master" and sum(bilbao["counts"].values()) == 21
+    assert bilbao["target"] == "master" and sum(bilbao["counts"].values()) == 22
     assert bilbao["counts"]["pending_upload"] == 9
     assert regions["partner:Lisbon"]["url"] == "/api/v1/regions/partner:Lisbon"
 
@@ -139,7 +139,7 @@ def test_a_region_lists_the_images_a_sync_leaves_alone(viewer_api, console):
     assert others["ubuntu-24.04-server-amd64"]["why"] == "owned by another project"
     assert others["debian-12-genericcloud-amd64"] == {
         "name": "debian-12-genericcloud-amd64", "status": "queued", "public": True, "size": 0,
-        "why": "not active (queued)",
+        "why": "not active (queued)", "visibility": "public", "hidden": False, "tags": [],
     }  # fmt: skip
     assert body["other_images_total"] == len(others) == 3
 
@@ -285,3 +285,22 @@ def test_the_openapi_document_describes_every_endpoint(viewer_api):
         "/api/v1/targets/{target}/checksums/{checksum}",
     }  # fmt: skip
     assert "BearerToken" in document["components"]["securitySchemes"]
+
+
+def test_a_region_answer_shows_visibility_hidden_tags_and_a_planned_rotation(viewer_api, console):
+    body = viewer_api.get("/api/v1/regions/Zaragoza").json()
+    images = {i["name"]: i for i in body["images"]}
+    old = images["debian-12-genericcloud-amd64 (20261101)"]
+    assert old["status"] == "pending_metadata"
+    assert old["master"] == {"visibility": "public", "hidden": True, "tags": []}
+    assert old["region_copy"] == {
+        "id": "bd2b6ba7-77b2-5c15-9f1c-bd08b0cae5cc", "name": "debian-12-genericcloud-amd64",
+        "visibility": "public", "hidden": False, "tags": [],
+    }  # fmt: skip
+    assert old["planned"].startswith("rename the copy debian-12-genericcloud-amd64 → ")
+    assert "rotation: the master renamed this image" in old["message"]
+    new = images["debian-12-genericcloud-amd64"]
+    assert new["region_copy"] is None and new["planned"] == "" and "rotation:" in new["message"]
+    bilbao = {i["name"]: i for i in viewer_api.get("/api/v1/regions/Bilbao").json()["images"]}
+    assert bilbao["octavia-amphora-haproxy-x64"]["master"]["tags"] == ["amphora"]
+    assert bilbao["octavia-amphora-haproxy-x64"]["planned"] == "add the tag amphora"

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from sync.clouds import cloud_from_url
+from sync.engine.backup import read_backup
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import STATUSES
@@ -184,6 +185,11 @@ def test_it_matches_the_table_of_its_readme(copy):
         ("Bilbao", "ubuntu-22.04-ami"): "pending_ami",
         ("Zaragoza", "rocky-9-x86_64"): "error_checksum",
         ("Zaragoza", "postgresql-16-appliance"): "pending_metadata",
+        ("Zaragoza", "debian-12-genericcloud-amd64 (20261101)"): "pending_metadata",
+        ("Zaragoza", "debian-12-genericcloud-amd64"): "pending_upload",
+        ("Sevilla", "centos-stream-9-x86_64"): "pending_metadata",
+        ("Bilbao", "octavia-amphora-haproxy-x64"): "pending_metadata",
+        ("Valencia", "octavia-amphora-haproxy-x64"): "ok",
         ("partner:Lisbon", "rocky-9-x86_64"): "pending_metadata",
         ("partner:Lisbon", "debian-12-ami"): "error_ami",
         ("partner:Porto", "ubuntu-24.04-server-amd64"): "pending_replace",
@@ -191,7 +197,7 @@ def test_it_matches_the_table_of_its_readme(copy):
     assert {key: statuses[key[0]][key[1]] for key in expected} == expected
     assert set(statuses["Valencia"].values()) == {"ok", "pending_metadata"}
     assert set(statuses["Malaga"].values()) == {"pending_upload"}
-    assert len(statuses["Malaga"]) == 21
+    assert len(statuses["Malaga"]) == 22, "the hidden old build of debian-12 is not uploaded"
     assert len(statuses["partner:Lisbon"]) == 12
 
 
@@ -232,3 +238,11 @@ def test_it_syncs_to_what_its_readme_says(copy):
     }
     assert "centos-7-x86_64_obsolete" in (copy / "backup_Valencia.csv").read_text()
     assert "centos-7-x86_64_obsolete" in (copy / "backup_partner:Porto.csv").read_text()
+    zaragoza = {image.id: image for image in read_backup(copy / "backup_Zaragoza.csv", "Zaragoza")}
+    old_build = zaragoza["bd2b6ba7-77b2-5c15-9f1c-bd08b0cae5cc"]  # the region's debian-12, kept for its servers
+    assert (old_build.name, old_build.hidden) == ("debian-12-genericcloud-amd64 (20261101)", True)
+    assert "INFO:Zaragoza: Renaming image debian-12-genericcloud-amd64 (bd2b6ba7" in out.getvalue()
+    sevilla = {image.name: image for image in read_backup(copy / "backup_Sevilla.csv", "Sevilla")}
+    assert sevilla["centos-stream-9-x86_64"].hidden is False, "a hidden copy is the copy: shown like its master"
+    bilbao = {image.name: image for image in read_backup(copy / "backup_Bilbao.csv", "Bilbao")}
+    assert bilbao["octavia-amphora-haproxy-x64"].tags == {"amphora"}, "Octavia finds its image by tag"

@@ -5,6 +5,7 @@ Each test refreshes the snapshot first (the task the cluster runs), then reads t
 import base64
 import re
 from collections import Counter
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_it_shows_every_region_with_its_status_counts(viewer_client, cloud):
         assert rows[region][1] == ("master" if ":" not in region else "partner")
         assert rows[region][2:-2] == [str(n) for n in counts], region
         assert rows[region][-1] == "never"
-    assert rows["Bilbao"][2:-2] == ["9", "0", "0", "9", "1", "1", "1", "0", "0", "21"]
+    assert rows["Bilbao"][2:-2] == ["9", "0", "1", "9", "1", "1", "1", "0", "0", "22"]
     totals = [str(sum(c[i] for c in expected.values())) for i in range(len(STATUSES) + 1)]
     assert rows["All regions but the master"][1:-2] == totals
     assert rows["Madrid master"][1] == "master"  # the master region's row comes first, marked
@@ -125,11 +126,12 @@ def test_it_lists_the_images_of_a_region_with_their_status(viewer_client, cloud)
     assert rows["ubuntu-24.04-server-amd64"][1] == "pending_replace"
     assert rows["ubuntu-22.04-ami"][1] == "pending_ami"
     assert rows["cirros-0.6.2-x86_64"][1:] == [
-        "ok", "20.4 MB", "ed8bf9061c88aabdaf3d032d0a94495e", "ed8bf9061c88aabdaf3d032d0a94495e", "nothing",
+        "ok", "20.4 MB", "public", "ed8bf9061c88aabdaf3d032d0a94495e", "ed8bf9061c88aabdaf3d032d0a94495e",
+        "nothing",
     ]  # fmt: skip
-    assert rows["ubuntu-24.04-server-amd64"][4] == "a11fbed52687f800092de9aab497facb (differs)"
+    assert rows["ubuntu-24.04-server-amd64"][5] == "a11fbed52687f800092de9aab497facb (differs)"
     assert rows["gitlab-ce-17-appliance"][1:3] == ["pending_upload", "3.0 GB"]
-    assert rows["gitlab-ce-17-appliance"][4] == "not in the region"
+    assert rows["gitlab-ce-17-appliance"][5] == "not in the region"
     assert 'title="3221233664 bytes"' in html
 
 
@@ -211,7 +213,7 @@ def test_it_shows_a_broken_region_in_its_row_only(viewer_client, cloud):
     rows = {row[0]: row for row in table_rows(html) if row}
     assert rows["Zaragoza"][2].startswith("Cannot read this region:")
     assert "expected 9 columns (or up to 12), found 4" in rows["Zaragoza"][2]
-    assert rows["Bilbao"][-3] == "21"
+    assert rows["Bilbao"][-3] == "22"
 
 
 def test_it_explains_a_bad_configuration_without_its_password(viewer_client, cloud, settings, tmp_path):
@@ -301,7 +303,8 @@ def test_it_shows_the_run_buttons_to_operators_only(viewer_client, operator, clo
 
 def test_it_draws_a_colour_bar_that_says_its_numbers(viewer_client, cloud):
     _, html = get(viewer_client, "/")
-    assert 'aria-label="ok 9, pending_upload 9, pending_replace 1, pending_rename 1, pending_ami 1"' in html
+    bar = "ok 9, pending_metadata 1, pending_upload 9, pending_replace 1, pending_rename 1, pending_ami 1"
+    assert f'aria-label="{bar}"' in html
 
 
 def test_the_table_refreshes_itself_only_while_a_run_is_active(viewer_client, cloud):
@@ -362,3 +365,37 @@ def test_the_matrix_pages_through_the_images(viewer_client, cloud):
     names = [row[0] for row in table_rows(html)[1:]]
     assert 0 < len(names) <= MATRIX_PAGE_SIZE and names == sorted(names)
     assert "Page 1 of" in html or len(names) < MATRIX_PAGE_SIZE
+
+
+def test_it_explains_a_rotation_on_the_region_page(viewer_client, cloud):
+    _, html = get(viewer_client, "/regions/Zaragoza/")
+    rows = {row[0]: row for row in table_rows(html) if row}
+    old = rows["debian-12-genericcloud-amd64 (20261101)"]
+    assert old[1] == "pending_metadata"
+    assert old[3] == "public hidden copy debian-12-genericcloud-amd64 : public"
+    assert old[6].startswith(
+        "rename the copy debian-12-genericcloud-amd64 → debian-12-genericcloud-amd64 (20261101), hide it"
+    )
+    assert "rotation: the master renamed this image" in old[6]
+    new = rows["debian-12-genericcloud-amd64"]
+    assert new[1] == "pending_upload" and new[5] == "not in the region"
+    assert "rotation: the region's debian-12-genericcloud-amd64 is the old build, renamed" in html_unescape(new[6])
+
+
+def test_it_shows_hidden_copies_and_missing_tags_on_the_region_page(viewer_client, cloud):
+    _, html = get(viewer_client, "/regions/Sevilla/")
+    centos = {row[0]: row for row in table_rows(html) if row}["centos-stream-9-x86_64"]
+    assert centos[3] == "public copy: public hidden" and centos[6] == "show it (not hidden)"
+    _, html = get(viewer_client, "/regions/Bilbao/")
+    amphora = {row[0]: row for row in table_rows(html) if row}["octavia-amphora-haproxy-x64"]
+    assert amphora[3] == "public amphora" and amphora[6] == "add the tag amphora"
+
+
+def test_it_says_each_cells_planned_change_in_the_matrix(viewer_client, cloud):
+    _, html = get(viewer_client, "/matrix/?region=Zaragoza&q=debian-12-genericcloud")
+    assert (
+        'title="pending_metadata · rename the copy debian-12-genericcloud-amd64 → debian-12-genericcloud-amd64 '
+        '(20261101), hide it · public, hidden"'
+    ) in html
+    _, html = get(viewer_client, "/matrix/?region=Bilbao&q=octavia")
+    assert 'title="pending_metadata · add the tag amphora · public; tags: amphora"' in html

@@ -1,6 +1,7 @@
 """The dry-run preview: what a sync would do per region, read from the snapshot; nothing is changed."""
 
 import re
+from html import unescape
 
 import pytest
 from django.urls import reverse
@@ -27,7 +28,7 @@ def test_it_shows_uploads_metadata_before_after_and_warnings(viewer_client, snap
     page = text(viewer_client.get(reverse("sync:preview"), {"region": "partner:Lisbon"}).content.decode())
     assert "Uploads: 6, 5.4 GB" in page
     assert "fedora-40-cloud-base (379.1 MB)" in page
-    assert "rocky-9-x86_64 Field Before After os_version 9.3 9.4" in page
+    assert "rocky-9-x86_64: update 1 property Field Before After os_version 9.3 9.4" in page
     assert "debian-12-ami: error_ami" in page
     assert "Bilbao" not in page  # only the region asked for
     assert "Run it" not in page  # viewers see no buttons
@@ -95,3 +96,19 @@ def test_a_protected_replace_is_listed_as_a_problem_not_an_upload(viewer_client,
     page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
     assert f"Uploads: {uploads_before - 1}," in page  # the sync skips it
     assert f"{replaced.image_name}: pending_replace (the region&#x27;s copy is protected: Replace is refused" in page
+
+
+def test_it_says_a_rotation_renames_the_copy_then_uploads_the_new_build(viewer_client, snapshot):
+    page = unescape(text(viewer_client.get(reverse("sync:preview"), {"region": "Zaragoza"}).content.decode()))
+    assert (
+        "debian-12-genericcloud-amd64 (20261101): rename the copy debian-12-genericcloud-amd64 → "
+        "debian-12-genericcloud-amd64 (20261101), hide it (rotation: the master renamed this image;"
+    ) in page
+    assert (
+        "debian-12-genericcloud-amd64 (320.2 MB) (rotation: the region's debian-12-genericcloud-amd64 is the old "
+        "build, renamed debian-12-genericcloud-amd64 (20261101) first)"
+    ) in page
+    assert (
+        "Field Before After name debian-12-genericcloud-amd64 debian-12-genericcloud-amd64 (20261101) hidden no yes"
+        in page
+    )
