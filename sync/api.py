@@ -280,7 +280,7 @@ class DecisionOut(Schema):
 MESSAGES = {
     "ok": "the region's copy is identical",
     "ok_stalled_checksum": "different content, kept on purpose (dontupdate)",
-    "pending_metadata": "same content; visibility or properties will be updated",
+    "pending_metadata": "same content; name, visibility, hidden flag, tags or properties will be updated",
     "pending_upload": "not in the region: will be uploaded",
     "pending_replace": "different content: will be uploaded, then the old copy deleted",
     "pending_rename": "different content: will be uploaded, the old copy renamed <name>.old",

@@ -65,11 +65,7 @@ def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) ->
     for entry in statuses:
         name = entry.master.name
         if _renamed(entry):
-            assert entry.region_image is not None
-            reasons[name] = (
-                f"rotation: the master renamed this image; the region's {entry.region_image.name} has its "
-                f"checksum and is renamed {name}"
-            )
+            reasons[name] = "rotation: the master renamed this image; the copy, found by its checksum, follows"
         elif entry.status == "pending_upload" and name in renamed:
             reasons[name] = f"rotation: the region's {name} is the old build, renamed {renamed[name]} first"
         elif entry.status == "pending_metadata" and entry.master.retired:

@@ -80,7 +80,7 @@ STATUS_STYLES = {
 STATUS_HELP = {
     "ok": "the region's copy is identical",
     "ok_stalled_checksum": "different content, kept on purpose (checksum in dontupdate)",
-    "pending_metadata": "same content; visibility or properties to update",
+    "pending_metadata": "same content; name, visibility, hidden flag, tags or properties to update",
     "pending_upload": "not in the region (or only an inactive or other project's copy)",
     "pending_replace": "different content (checksum in replace): upload, then delete the old copy",
     "pending_rename": "different content (checksum in rename): upload, keep the old copy as <name>.old",

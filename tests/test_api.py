@@ -126,7 +126,10 @@ def test_a_region_lists_the_sync_status_of_each_image_with_filters(viewer_api, c
     assert body["target"] == "partner"
     images = {i["name"]: i for i in body["images"]}
     assert images["debian-12-ami"]["status"] == "error_ami"
-    assert images["rocky-9-x86_64"]["message"] == "same content; visibility or properties will be updated"
+    assert (
+        images["rocky-9-x86_64"]["message"]
+        == "same content; name, visibility, hidden flag, tags or properties will be updated"
+    )
     only = viewer_api.get("/api/v1/regions/partner:Lisbon", {"status": "pending_upload"}).json()["images"]
     assert only and {i["status"] for i in only} == {"pending_upload"}
     one = viewer_api.get("/api/v1/regions/partner:Lisbon", {"image": "rocky-9-x86_64"}).json()["images"]

@@ -91,3 +91,22 @@ def test_an_operator_makes_an_api_token_uses_it_and_revokes_it(page, console, ar
     expect(page.get_by_text("revoked", exact=True)).to_be_visible()
     expect(page.locator("#new-token")).to_have_count(0)  # never shown again
     assert api.get(console + "/api/v1/regions", headers={"Authorization": f"Bearer {token}"}).status == 401
+
+
+def test_an_operator_sees_a_rotation_planned_and_followed(page, console, artifacts):
+    page.goto(console + "/regions/Zaragoza/")
+    old = page.get_by_role("row").filter(has_text="debian-12-genericcloud-amd64 (20261101)")
+    rename = "rename the copy debian-12-genericcloud-amd64 → debian-12-genericcloud-amd64 (20261101), hide it"
+    expect(old.get_by_text(rename)).to_be_visible()
+    expect(old.get_by_text("hidden", exact=True)).to_be_visible()  # the master image is hidden
+    page.screenshot(path=artifacts / "region-rotation.png", full_page=True)
+
+    page.get_by_role("button", name="Sync this region").click()
+    region = page.get_by_role("region", name="Region Zaragoza")
+    expect(region.get_by_text("done", exact=True)).to_be_visible(timeout=60_000)
+    expect(region.locator("pre")).to_contain_text("Renaming image debian-12-genericcloud-amd64 (bd2b6ba7")  # the log
+    page.get_by_role("link", name="Zaragoza", exact=True).click()
+    old = page.get_by_role("row").filter(has_text="debian-12-genericcloud-amd64 (20261101)")
+    expect(old.get_by_text("ok", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="error_checksum")).to_have_count(1)  # rocky-9 by hand: a real conflict
+    page.screenshot(path=artifacts / "region-rotated.png", full_page=True)
