@@ -557,7 +557,9 @@ class ImageState(models.Model):
     region_image_name = models.CharField(
         max_length=255, blank=True, help_text="The copy's name: another than the image's when a rotation renames it."
     )
-    visibility = models.CharField(max_length=10, default="public", help_text="The master image's visibility.")
+    visibility = models.CharField(
+        max_length=10, blank=True, help_text="The master image's visibility (empty: computed before it was stored)."
+    )
     hidden = models.BooleanField(default=False, help_text="The master image is hidden (os_hidden).")
     tags = models.JSONField(default=list, blank=True, help_text="The master image's tags.")
     region_visibility = models.CharField(max_length=10, blank=True)
@@ -594,7 +596,7 @@ class ImageState(models.Model):
             elif field == "visibility":
                 words.append(f"make it {after}")
             elif field == "tags":
-                added = sorted(set(after.split(", ")) - set((before or "").split(", ")))
+                added = sorted(set(self.tags) - set(self.region_tags))
                 words.append(f"add the tag{'s' if len(added) > 1 else ''} {', '.join(added)}")
         properties = sum(field not in ("name", "hidden", "visibility", "tags") for field, _, _ in self.changes)
         if properties:

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sync.connect import safe_message
-from sync.engine.glancesync import GlanceSync
+from sync.engine.glancesync import GlanceSync, is_renamed
 from sync.engine.model import Image
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
@@ -61,10 +61,10 @@ def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) ->
     """Why an image is stuck, a decision cannot work or a rotation is planned, per image name, for the pages
     and the API."""
     reasons = {}
-    renamed = {e.region_image.name: e.master.name for e in statuses if _renamed(e)}  # old name -> new name
+    renamed = {e.region_image.name: e.master.name for e in statuses if is_renamed(e)}  # old name -> new name
     for entry in statuses:
         name = entry.master.name
-        if _renamed(entry):
+        if is_renamed(entry):
             reasons[name] = "rotation: the master renamed this image; the copy, found by its checksum, follows"
         elif entry.status == "pending_upload" and name in renamed:
             reasons[name] = f"rotation: the region's {name} is the old build, renamed {renamed[name]} first"
@@ -89,10 +89,6 @@ def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: s
          "why": _not_synchronised_because(image, tenant_id)}
         for image in others
     ]  # fmt: skip
-
-
-def _renamed(entry: ImageStatus) -> bool:
-    return entry.region_image is not None and entry.region_image.name != entry.master.name
 
 
 def _not_synchronised_because(image: Image, tenant_id: str) -> str:

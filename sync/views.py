@@ -233,7 +233,7 @@ def _matrix_cell(state: ImageState | None) -> dict | None:
 
 def _lifecycle_words(state: ImageState) -> str:
     """The master image's visibility, hidden flag and tags, as a cell's tooltip says them."""
-    words = [state.visibility] + (["hidden"] if state.hidden else [])
+    words = [word for word in (state.visibility, "hidden" if state.hidden else "") if word]
     return ", ".join(words) + (f"; tags: {', '.join(state.tags)}" if state.tags else "")
 
 

@@ -183,7 +183,9 @@ class OpenStackTargetSession:
         return created
 
     def _create_record(self, region: str, image: Image) -> str:
-        body = {"name": image.name, "visibility": image.visibility, "os_hidden": image.hidden}
+        body = {"name": image.name, "visibility": image.visibility}
+        if image.hidden:  # only then: a Glance older than API 2.7 (Rocky) would refuse the unknown attribute
+            body["os_hidden"] = True
         body |= {k: image.extra[k] for k in COPIED_ATTRIBUTES if image.extra.get(k) is not None}
         body["protected"] = False  # set by _complete: Glance refuses to delete a protected image, even unfinished
         if image.tags:
@@ -251,10 +253,16 @@ class OpenStackTargetSession:
         tags are added one by one with Glance's tag API, so a tag added meanwhile in the region stays."""
         try:
             current = self._get(region, image.id)
+            missing = sorted(image.tags - set(current.get("tags") or ()))
             ops = json_patch(current, image)
+            if any("/" in tag for tag in missing):  # the tag API cannot name such a tag in its URL
+                ops.append(
+                    {"op": "replace", "path": "/tags", "value": sorted(set(current.get("tags") or ()) | image.tags)}
+                )
+                missing = []
             if ops:
                 self._patch(region, image.id, ops)
-            for tag in sorted(image.tags - set(current.get("tags") or ())):
+            for tag in missing:
                 response = self._region(region).image.put(f"/images/{image.id}/tags/{quote(tag, safe='')}", **RETRIES)
                 _raise_for_status(response)
         except Exception as error:

@@ -11,8 +11,8 @@ from sync.clouds.base import Cloud, ImageSource, TargetSession
 from sync.engine import backup
 from sync.engine.model import GlanceSyncError, Image, SyncConfig, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region, target_regions
-from sync.engine.reporter import Cancelled, Reporter
-from sync.engine.rotation import checksum_index, follow_rotations
+from sync.engine.reporter import Cancelled, RecordingReporter, Reporter
+from sync.engine.rotation import Rotations, checksum_index
 from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
 from sync.engine.status import ImageStatus, compute_statuses, match_region_images
 from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
@@ -130,12 +130,28 @@ class GlanceSync:
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
         found = match_region_images(ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter)
-        if target.follow_rotations and not self.is_master_region(ref):
-            found = follow_rotations(
-                ref.fullname, listing, found, self.master, self.master_by_checksum, managed, target, tenant_id,
-                reporter,
-            )  # fmt: skip
-        return compute_statuses(selected, found, target, self._retired[ref.target])
+        retired = self._retired[ref.target]
+        if not target.follow_rotations or self.is_master_region(ref):
+            return compute_statuses(selected, found, target, retired)
+        first = RecordingReporter()  # its warnings count only if no copy has to be held back
+        rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
+        statuses, region_map = compute_statuses(selected, rotations.follow(listing, found), target, retired)
+        # error_ami leaves a copy untouched (spec §5.1): renaming the new build's namesake away is then not
+        # done either, and the region keeps the original's status for it until the kernel/ramdisk are there.
+        held = [e for e in statuses if is_renamed(e) and e.status == "error_ami"]
+        if not held:
+            for level, message in first.records:
+                reporter.log(level, message)
+            return statuses, region_map
+        for entry in held:
+            assert entry.region_image is not None
+            reporter.warning(
+                f"{ref.fullname}: image {entry.region_image.name} ({entry.region_image.id}) has the checksum of "
+                f"master image {entry.master.name}, whose kernel or ramdisk the region lacks: not renamed"
+            )
+        rotations.reporter = reporter
+        held_ids = frozenset(e.region_image.id for e in held if e.region_image is not None)
+        return compute_statuses(selected, rotations.follow(listing, found, held_ids), target, retired)
 
     def is_master_region(self, ref: RegionRef) -> bool:
         # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
@@ -267,6 +283,9 @@ class RegionSync:
                 self.reporter.image_started(entry.master.name)
                 self._update_metadata(entry, entry.region_image)
                 self.reporter.image_done(entry.master.name)
+            elif entry.status == "pending_ami" and is_renamed(entry):
+                assert entry.region_image is not None  # renamed before its namesake's upload; re-pointed after it
+                self._update_metadata(entry, entry.region_image)
 
     def _upload_pass(self, statuses: list[ImageStatus]) -> list[ImageStatus]:
         """Uploads, replaces and renames, smallest first; returns uploads whose AMI references wait."""
@@ -368,6 +387,11 @@ class RegionSync:
             self.reporter.info(f"{self.fullname}: MBs pending : {self.result.bytes_uploaded // MB}")
         else:
             self.reporter.info(f"{self.fullname}:   Total uploaded to region: {self.result.bytes_uploaded // MB} (MB) ")
+
+
+def is_renamed(entry: ImageStatus) -> bool:
+    """The region's copy has another name: found by its checksum after the master renamed the image."""
+    return entry.region_image is not None and entry.region_image.name != entry.master.name
 
 
 def _protected_replace(entry: ImageStatus) -> bool:

@@ -48,10 +48,16 @@ def match_region_images(
         if kept is None:
             found[image.name] = image
             continue
-        reporter.warning(f"{fullname}: image name {image.name} is duplicated. UUIDs: {image.id} {kept.id}")
-        if image.checksum == master.checksum and kept.checksum != master.checksum:
+        if image.hidden == kept.hidden:  # a hidden namesake of a visible image is an old build kept for servers
+            reporter.warning(f"{fullname}: image name {image.name} is duplicated. UUIDs: {image.id} {kept.id}")
+        if _preference(image, master) > _preference(kept, master):
             found[image.name] = image
     return found
+
+
+def _preference(image: Image, master: Image) -> tuple[bool, bool]:
+    """Among region images of one name: the master's content first (the original's rule), then a visible one."""
+    return image.checksum == master.checksum, not image.hidden
 
 
 def checksum_status(checksum: str | None, target: TargetPolicy) -> str:

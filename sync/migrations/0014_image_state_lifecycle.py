@@ -43,6 +43,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='imagestate',
             name='visibility',
-            field=models.CharField(default='public', help_text="The master image's visibility.", max_length=10),
+            field=models.CharField(blank=True, help_text="The master image's visibility (empty: computed before it was stored).", max_length=10),
         ),
     ]

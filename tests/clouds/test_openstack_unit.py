@@ -244,3 +244,107 @@ def test_a_download_stopped_early_releases_its_connection():
     while not response.closed and time.monotonic() < deadline:
         time.sleep(0.05)
     assert response.closed
+
+
+class FakeGlance:
+    """The image proxy a region connection offers: answers from a table, records every request."""
+
+    def __init__(self, pages=None, image=None):
+        self.pages = pages or {}  # os_hidden value ("" or "true") -> list of pages (lists of image dicts)
+        self.image = image or {}
+        self.requests = []
+
+    def _answer(self, status=200, body=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(status_code=status, json=lambda: body or {}, text="")
+
+    def get(self, path, params=None, **_):
+        self.requests.append(("GET", path, dict(params or {})))
+        if path != "/images":
+            return self._answer(body=self.image)
+        pages = self.pages.get((params or {}).get("os_hidden", ""), [[]])
+        index = (
+            0 if "marker" not in params else next(i + 1 for i, p in enumerate(pages) if p[-1]["id"] == params["marker"])
+        )
+        body = {"images": pages[index]} | ({"next": "more"} if index + 1 < len(pages) else {})
+        return self._answer(body=body)
+
+    def post(self, path, json=None, **_):
+        self.requests.append(("POST", path, json))
+        return self._answer(201, {"id": "new-id"})
+
+    def put(self, path, **_):
+        self.requests.append(("PUT", path, None))
+        return self._answer(204)
+
+    def patch(self, path, data=None, **_):
+        import json as json_module
+
+        self.requests.append(("PATCH", path, json_module.loads(data)))
+        return self._answer(200)
+
+
+def session_on(monkeypatch, glance):
+    from types import SimpleNamespace
+
+    from sync.clouds import openstack
+    from sync.clouds.openstack import OpenStackTargetSession
+    from sync.engine.model import TargetPolicy
+
+    session = OpenStackTargetSession(TargetPolicy(name="master"))
+    monkeypatch.setattr(session, "_region", lambda region: SimpleNamespace(image=glance))
+    monkeypatch.setattr(openstack, "PAGE_SIZE", 2)
+    return session
+
+
+def glance_item(image_id, name, **attrs):
+    return {"id": image_id, "name": name, "status": "active", "visibility": "public", "owner": "p"} | attrs
+
+
+def test_it_lists_hidden_images_too_page_by_page_and_each_image_once(monkeypatch):
+    visible = [[glance_item("1", "a"), glance_item("2", "b")], [glance_item("3", "c")]]
+    hidden = [[glance_item("4", "d", os_hidden=True), glance_item("3", "c")], [glance_item("5", "e", os_hidden=True)]]
+    glance = FakeGlance(pages={"": visible, "true": hidden})
+    images = session_on(monkeypatch, glance).list_images("RegionOne")
+    assert [(i.id, i.hidden) for i in images] == [("1", False), ("2", False), ("3", False), ("4", True), ("5", True)]
+    listings = [params for method, path, params in glance.requests if path == "/images"]
+    assert listings == [
+        {"limit": 2}, {"limit": 2, "marker": "2"},
+        {"limit": 2, "os_hidden": "true"}, {"limit": 2, "os_hidden": "true", "marker": "3"},
+    ]  # fmt: skip
+
+
+def test_it_creates_a_copy_with_the_masters_visibility_hidden_flag_and_tags(monkeypatch):
+    glance = FakeGlance()
+    session = session_on(monkeypatch, glance)
+    image = Image("amphora", "m1", "RegionOne", visibility="community", tags={"amphora", "lb"})
+    assert session._create_record("RegionOne", image) == "new-id"
+    body = glance.requests[0][2]
+    assert (body["visibility"], body["tags"], body["protected"]) == ("community", ["amphora", "lb"], False)
+    assert "os_hidden" not in body, "sent only when true: Glance before API 2.7 refuses it"
+    image.hidden = True
+    session._create_record("RegionOne", image)
+    assert glance.requests[1][2]["os_hidden"] is True
+
+
+def test_it_adds_missing_tags_with_the_tag_api_and_keeps_the_regions_own(monkeypatch):
+    current = glance_item("r1", "amphora", tags=["local"])
+    glance = FakeGlance(image=current)
+    wanted = image_from_glance(current, "RegionOne")
+    wanted.tags = frozenset({"local", "amphora", "x y"})
+    session_on(monkeypatch, glance).update_image("RegionOne", wanted)
+    assert [(m, p) for m, p, _ in glance.requests if m != "GET"] == [
+        ("PUT", "/images/r1/tags/amphora"), ("PUT", "/images/r1/tags/x%20y"),
+    ]  # fmt: skip
+
+
+def test_a_tag_the_tag_api_cannot_name_goes_in_the_patch(monkeypatch):
+    current = glance_item("r1", "amphora", tags=["local"])
+    glance = FakeGlance(image=current)
+    wanted = image_from_glance(current, "RegionOne")
+    wanted.tags = frozenset({"a/b"})
+    session_on(monkeypatch, glance).update_image("RegionOne", wanted)
+    assert [(m, p, body) for m, p, body in glance.requests if m != "GET"] == [
+        ("PATCH", "/images/r1", [{"op": "replace", "path": "/tags", "value": ["a/b", "local"]}]),
+    ]
