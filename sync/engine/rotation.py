@@ -77,15 +77,13 @@ class Rotations:
         """Master name -> the region images that have its checksum under another name."""
         decided = (self.target.dontupdate | self.target.rename | self.target.replace) - {ANY}
         claims: dict[str, list[Image]] = {}
-        for image in listing:
-            if not self._movable(image) or image.checksum in decided or image.id in held:
-                continue  # an explicit checksum decision is the operator's word for that content
+        for image in listing:  # every image of every region: the cheap tests first
             namesake = self.master.get(image.name)
             if namesake is not None and namesake.checksum == image.checksum:
                 continue  # the copy of the master image of its own name: the common case
             owners = self.by_checksum.get(image.checksum or "")
-            if not owners:
-                continue
+            if not owners or not self._movable(image) or image.checksum in decided or image.id in held:
+                continue  # an explicit checksum decision is the operator's word for that content
             if len(owners) > 1:
                 if any(owner.name in self.managed for owner in owners):
                     names = ", ".join(sorted(owner.name for owner in owners))
