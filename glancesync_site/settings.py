@@ -177,6 +177,9 @@ GLANCESYNC_LEASE_SECONDS = env_int("GLANCESYNC_LEASE_SECONDS", 60)
 # A region task enqueued this long ago and not started is enqueued again (a broker may lose tasks; a second
 # delivery is a no-op). Longer than tasks usually wait for a free worker, or copies pile up in the queue.
 GLANCESYNC_REDISPATCH_SECONDS = env_int("GLANCESYNC_REDISPATCH_SECONDS", 900)
+# /readyz: a task cluster beats every minute (the recovery sweep); the snapshot is refreshed every 15 minutes.
+GLANCESYNC_READY_HEARTBEAT_SECONDS = env_int("GLANCESYNC_READY_HEARTBEAT_SECONDS", 180)
+GLANCESYNC_READY_REFRESH_SECONDS = env_int("GLANCESYNC_READY_REFRESH_SECONDS", 3600)
 
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from sync import health
 from sync.api import api
 
 urlpatterns = [
@@ -12,5 +13,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", api.urls),
+    path("healthz", health.healthz, name="healthz"),  # no trailing slash: what probes are usually given
+    path("readyz", health.readyz, name="readyz"),
     path("", include("sync.urls")),
 ]

@@ -604,6 +604,29 @@ class ImageState(models.Model):
         return ", ".join(words)
 
 
+class ClusterHeartbeat(SingletonModel):
+    """When a task cluster last ran the recovery sweep (a schedule, every minute): the proof, for /readyz and the
+    metrics, that some `qcluster` (on any machine, with any broker) schedules and runs tasks."""
+
+    beat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "cluster heartbeat"
+
+    def __str__(self) -> str:
+        return f"cluster heartbeat at {self.beat_at}"
+
+    @classmethod
+    def beat(cls) -> None:
+        cls.objects.update_or_create(pk=1, defaults={"beat_at": timezone.now()})
+
+    @classmethod
+    def age_seconds(cls) -> float | None:
+        """Seconds since the last beat; None when no cluster ever beat."""
+        beat_at = cls.objects.filter(pk=1).values_list("beat_at", flat=True).first()
+        return None if beat_at is None else (timezone.now() - beat_at).total_seconds()
+
+
 class StatusRefresh(models.Model):
     """One status refresh: when, how many regions, and why it failed as a whole (configuration, master)."""
 

@@ -19,7 +19,7 @@ from sync.connect import ConsoleError, build_engine, safe_message
 from sync.engine.glancesync import GlanceSync, RegionResult
 from sync.engine.regions import build_region_list
 from sync.engine.reporter import Cancelled, Reporter
-from sync.models import Backup, RegionRun, RunState, StatusRefresh, SyncRun
+from sync.models import Backup, ClusterHeartbeat, RegionRun, RunState, StatusRefresh, SyncRun
 from sync.snapshot import all_regions, refresh_region, refresh_regions
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, sched
 def recover_interrupted() -> str:
     """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted,
     and region tasks a broker lost are enqueued again."""
+    ClusterHeartbeat.beat()
     recovered, redispatched = runs.recover_interrupted(), runs.redispatch_lost()
     said = [f"{len(recovered)} interrupted region runs recovered"] if recovered else []
     said += [f"{len(redispatched)} region tasks enqueued again"] if redispatched else []

@@ -142,3 +142,23 @@ def test_a_task_the_broker_lost_is_enqueued_again_and_runs(cluster, settings):
     cluster.start()
     wait_for(lambda: finished(run), timeout=60, what="the run", cluster=cluster)
     assert run.state == "done", run.region_runs.get().error
+
+
+def test_readyz_follows_the_cluster_down_and_up_again(cluster, client, settings):
+    settings.GLANCESYNC_READY_HEARTBEAT_SECONDS = 3
+    tasks.refresh_status()  # the snapshot is fresh: only the cluster decides here
+    sweep = Schedule.objects.get(func="sync.tasks.recover_interrupted")
+
+    def check():
+        response = client.get("/readyz")
+        return response.status_code, response.json()["checks"].get("cluster")
+
+    Schedule.objects.filter(pk=sweep.pk).update(next_run=timezone.now())  # due: the cluster runs it at once
+    wait_for(lambda: check()[0] == 200, what="/readyz to be 200 with the cluster up", cluster=cluster)
+    cluster.stop()
+    status, why = wait_for(lambda: check()[0] == 503 and check(), timeout=30, what="/readyz to be 503")
+    assert "no task cluster heartbeat" in why
+    assert client.get("/healthz").status_code == 200, "the web process itself is fine"
+    Schedule.objects.filter(pk=sweep.pk).update(next_run=timezone.now())
+    cluster.start()
+    wait_for(lambda: check()[0] == 200, what="/readyz to be 200 again", cluster=cluster)

@@ -26,7 +26,7 @@ from tests.conftest import DEMO, user_with_role
 pytestmark = pytest.mark.django_db
 
 # Anyone may open these: the login forms, and the API's description (no data in it). Logging out needs no role.
-PUBLIC = {"login", "admin:login", "api:openapi-json", "logout", "admin:logout"}
+PUBLIC = {"login", "admin:login", "api:openapi-json", "logout", "admin:logout", "healthz", "readyz"}
 # Every user with a role manages their own API tokens (a token acts with its owner's role): tests/test_api_tokens.py.
 OWN_TOKENS = {"sync:api_tokens", "sync:revoke_api_token"}
 SAMPLES = {"region": "Bilbao", "run_id": "1", "task_id": "1", "backup_id": "1", "name": "backup_Bilbao.csv",
