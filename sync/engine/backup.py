@@ -106,8 +106,9 @@ class _RowError(ValueError):
 def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
     # The hot loop of big files: positional Image(...) and one cached parse per distinct properties string.
     parse = _parse_properties
+    no_lifecycle: list[str] = []
     for row in reader:
-        lifecycle: list[str] = []
+        lifecycle = no_lifecycle
         if len(row) != COLUMNS:
             if _is_blank(row):
                 continue

@@ -135,10 +135,11 @@ class GlanceSync:
             return compute_statuses(selected, found, target, retired)
         first = RecordingReporter()  # its warnings count only if no copy has to be held back
         rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
-        statuses, region_map = compute_statuses(selected, rotations.follow(listing, found), target, retired)
+        rotated = rotations.follow(listing, found)
+        statuses, region_map = compute_statuses(selected, rotated, target, retired)
         # error_ami leaves a copy untouched (spec §5.1): renaming the new build's namesake away is then not
         # done either, and the region keeps the original's status for it until the kernel/ramdisk are there.
-        held = [e for e in statuses if is_renamed(e) and e.status == "error_ami"]
+        held = [] if rotated is found else [e for e in statuses if e.status == "error_ami" and is_renamed(e)]
         if not held:
             for level, message in first.records:
                 reporter.log(level, message)

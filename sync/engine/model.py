@@ -61,7 +61,7 @@ class Image:
             self.is_public = self.visibility == "public"
         else:
             self.visibility = "public" if self.is_public else "private"
-        if not isinstance(self.tags, frozenset):
+        if type(self.tags) is not frozenset:  # noqa: E721 (exactly a frozenset; runs for every image read)
             self.tags = frozenset(self.tags)
 
     def set_visibility(self, visibility: str) -> None:

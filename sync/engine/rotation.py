@@ -77,11 +77,12 @@ class Rotations:
         """Master name -> the region images that have its checksum under another name."""
         decided = (self.target.dontupdate | self.target.rename | self.target.replace) - {ANY}
         claims: dict[str, list[Image]] = {}
+        namesake_of, owners_of = self.master.get, self.by_checksum.get  # locals: this loop sees every image
         for image in listing:  # every image of every region: the cheap tests first
-            namesake = self.master.get(image.name)
+            namesake = namesake_of(image.name)
             if namesake is not None and namesake.checksum == image.checksum:
                 continue  # the copy of the master image of its own name: the common case
-            owners = self.by_checksum.get(image.checksum or "")
+            owners = owners_of(image.checksum or "")
             if not owners or not self._movable(image) or image.checksum in decided or image.id in held:
                 continue  # an explicit checksum decision is the operator's word for that content
             if len(owners) > 1:
