@@ -129,13 +129,17 @@ class GlanceSync:
         """Statuses of a region's listing, and its region map without the images about to be replaced."""
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
-        found = match_region_images(ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter)
         retired = self._retired[ref.target]
         if not target.follow_rotations or self.is_master_region(ref):
+            found = match_region_images(ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter)
             return compute_statuses(selected, found, target, retired)
+        unmatched: list[Image] = []
+        found = match_region_images(
+            ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter, unmatched
+        )
         first = RecordingReporter()  # its warnings count only if no copy has to be held back
         rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
-        rotated = rotations.follow(listing, found)
+        rotated = rotations.follow(listing, found, unmatched)
         statuses, region_map = compute_statuses(selected, rotated, target, retired)
         # error_ami leaves a copy untouched (spec §5.1): renaming the new build's namesake away is then not
         # done either, and the region keeps the original's status for it until the kernel/ramdisk are there.
@@ -152,7 +156,7 @@ class GlanceSync:
             )
         rotations.reporter = reporter
         held_ids = frozenset(e.region_image.id for e in held if e.region_image is not None)
-        return compute_statuses(selected, rotations.follow(listing, found, held_ids), target, retired)
+        return compute_statuses(selected, rotations.follow(listing, found, unmatched, held_ids), target, retired)
 
     def is_master_region(self, ref: RegionRef) -> bool:
         # The original renamed master images when syncing the master region onto itself (spec §9.1-19).

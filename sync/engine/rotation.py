@@ -49,16 +49,22 @@ class Rotations:
         self.tenant_id = tenant_id
         self.reporter = reporter
 
-    def follow(self, listing: Iterable[Image], found: dict[str, Image], held: frozenset[str] = frozenset()) -> dict:
+    def follow(
+        self,
+        listing: Iterable[Image],
+        found: dict[str, Image],
+        unmatched: list[Image],
+        held: frozenset[str] = frozenset(),
+    ) -> dict[str, Image]:
         """`found` (master name -> region image matched by name) with the copies found by checksum moved to
         their master's name. Such a copy keeps its old name here: the status step sees the difference and
-        plans the rename as a metadata update. `held`: ids of region images not to move (see GlanceSync)."""
-        listing = list(listing)
-        claims = self._claims(listing, held)
+        plans the rename as a metadata update. `unmatched`: the listing's images that are not the copy of a
+        managed namesake (from the name matching); `held`: ids of region images not to move (see GlanceSync)."""
+        claims = self._claims(unmatched, held)
         if not claims:
             return found
         by_name: dict[str, list[Image]] = {}
-        for image in listing:
+        for image in listing:  # a rotation is rare: only then is the whole listing indexed
             if self._holds_its_name(image):
                 by_name.setdefault(image.name, []).append(image)
         accepted = self._accepted(claims, by_name)
@@ -73,12 +79,12 @@ class Rotations:
             result[name] = copy
         return result
 
-    def _claims(self, listing: list[Image], held: frozenset[str]) -> dict[str, list[Image]]:
+    def _claims(self, candidates: list[Image], held: frozenset[str]) -> dict[str, list[Image]]:
         """Master name -> the region images that have its checksum under another name."""
         decided = (self.target.dontupdate | self.target.rename | self.target.replace) - {ANY}
         claims: dict[str, list[Image]] = {}
         namesake_of, owners_of = self.master.get, self.by_checksum.get  # locals: this loop sees every image
-        for image in listing:  # every image of every region: the cheap tests first
+        for image in candidates:
             namesake = namesake_of(image.name)
             if namesake is not None and namesake.checksum == image.checksum:
                 continue  # the copy of the master image of its own name: the common case

@@ -26,13 +26,20 @@ def match_region_images(
     tenant_id: str,
     only_tenant_images: bool,
     reporter: Reporter,
+    unmatched: list[Image] | None = None,
 ) -> dict[str, Image]:
-    """Map each selected master name to the region image that stands for it (spec §2.3)."""
+    """Map each selected master name to the region image that stands for it (spec §2.3).
+
+    `unmatched`, when given, receives the images that are not the copy of a selected namesake by content: the
+    only ones a rotation may rename (collected here, since this loop sees every image anyway)."""
     found: dict[str, Image] = {}
     for image in images:
         master = selected.get(image.name)
-        if master is None:
-            continue
+        if master is None or master.checksum != image.checksum:
+            if unmatched is not None:
+                unmatched.append(image)
+            if master is None:
+                continue
         if is_foreign(image, tenant_id):
             reporter.warning(
                 f"{fullname}: image {image.name} (UUID {image.id}) is owned by other tenant: {image.owner}"
