@@ -147,7 +147,11 @@ def test_a_task_the_broker_lost_is_enqueued_again_and_runs(cluster, settings):
 def test_readyz_follows_the_cluster_down_and_up_again(cluster, client, settings):
     settings.GLANCESYNC_READY_HEARTBEAT_SECONDS = 3
     tasks.refresh_status()  # the snapshot is fresh: only the cluster decides here
-    sweep = Schedule.objects.get(func="sync.tasks.recover_interrupted")
+    # The migration's schedule, made again if a transactional test before this one flushed it.
+    sweep, _ = Schedule.objects.get_or_create(
+        name="glancesync: recover interrupted regions",
+        defaults={"func": "sync.tasks.recover_interrupted", "schedule_type": "I", "minutes": 1, "repeats": -1},
+    )
 
     def check():
         response = client.get("/readyz")
