@@ -130,13 +130,13 @@ class GlanceSync:
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
         retired = self._retired[ref.target]
-        if not target.follow_rotations or self.is_master_region(ref):
-            found = match_region_images(ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter)
-            return compute_statuses(selected, found, target, retired)
-        unmatched: list[Image] = []
+        rotating = target.follow_rotations and not self.is_master_region(ref)
+        unmatched: list[Image] | None = [] if rotating else None
         found = match_region_images(
             ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter, unmatched
         )
+        if unmatched is None:
+            return compute_statuses(selected, found, target, retired)
         first = RecordingReporter()  # its warnings count only if no copy has to be held back
         rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
         rotated = rotations.follow(listing, found, unmatched)
@@ -155,7 +155,7 @@ class GlanceSync:
                 f"master image {entry.master.name}, whose kernel or ramdisk the region lacks: not renamed"
             )
         rotations.reporter = reporter
-        held_ids = frozenset(e.region_image.id for e in held if e.region_image is not None)
+        held_ids = frozenset(e.region_image.id for e in held)  # type: ignore[union-attr] (asserted above)
         return compute_statuses(selected, rotations.follow(listing, found, unmatched, held_ids), target, retired)
 
     def is_master_region(self, ref: RegionRef) -> bool:

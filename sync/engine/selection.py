@@ -103,4 +103,4 @@ class Selector:
 
     def retired(self, master: dict[str, Image]) -> list[Image]:
         """The retired master images whose region copies follow them, in (size, name) order."""
-        return sorted((i for i in master.values() if i.retired and self.is_retired(i)), key=lambda i: (i.size, i.name))
+        return sorted(filter(self.is_retired, master.values()), key=lambda i: (i.size, i.name))
