@@ -181,6 +181,27 @@ GLANCESYNC_REDISPATCH_SECONDS = env_int("GLANCESYNC_REDISPATCH_SECONDS", 900)
 GLANCESYNC_READY_HEARTBEAT_SECONDS = env_int("GLANCESYNC_READY_HEARTBEAT_SECONDS", 180)
 GLANCESYNC_READY_REFRESH_SECONDS = env_int("GLANCESYNC_READY_REFRESH_SECONDS", 3600)
 
+# --- Alerts (issue #14) ----------------------------------------------------------------------------------
+
+# E-mail channels send through this SMTP server (Django's SMTP backend); the password lives only here.
+EMAIL_BACKEND = env_str("GLANCESYNC_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("GLANCESYNC_SMTP_HOST", "localhost")
+EMAIL_PORT = env_int("GLANCESYNC_SMTP_PORT", 25)
+EMAIL_HOST_USER = env_str("GLANCESYNC_SMTP_USER", "")
+EMAIL_HOST_PASSWORD = env_str("GLANCESYNC_SMTP_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("GLANCESYNC_SMTP_STARTTLS", default=False)
+EMAIL_USE_SSL = env_bool("GLANCESYNC_SMTP_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("GLANCESYNC_SMTP_STARTTLS and GLANCESYNC_SMTP_SSL exclude each other: choose one")
+EMAIL_TIMEOUT = env_int("GLANCESYNC_ALERT_TIMEOUT_SECONDS", 10)
+DEFAULT_FROM_EMAIL = env_str("GLANCESYNC_ALERT_FROM", "glancesync@localhost")
+# Alerts link to the console's pages when its public address is known (e.g. https://glancesync.example.org).
+GLANCESYNC_CONSOLE_URL = env_str("GLANCESYNC_CONSOLE_URL", "").rstrip("/")
+# A delivery is tried this many times in all; retry n waits GLANCESYNC_ALERT_RETRY_SECONDS * 4**(n-1).
+GLANCESYNC_ALERT_ATTEMPTS = env_int("GLANCESYNC_ALERT_ATTEMPTS", 4)
+GLANCESYNC_ALERT_RETRY_SECONDS = env_int("GLANCESYNC_ALERT_RETRY_SECONDS", 60)
+GLANCESYNC_ALERT_TIMEOUT_SECONDS = EMAIL_TIMEOUT  # webhook requests too
+
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")
 # Legacy glancesync.conf used by the command line (and to seed the console).

@@ -7,10 +7,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils.html import format_html
 
+from sync import alerts
 from sync.engine.model import GlanceSyncError
-from sync.forms import SyncScheduleForm, TargetAdminForm
+from sync.forms import AlertChannelAdminForm, SyncScheduleForm, TargetAdminForm
 from sync.models import (
     OPTION_FIELDS,
+    AlertChannel,
     ApiToken,
     AuditEntry,
     ChecksumDecision,
@@ -336,3 +338,40 @@ class ApiTokenAdmin(AuditMixin, admin.ModelAdmin):
             token.save(update_fields=["revoked"])
             AuditEntry.record(request.user, token, "change", ["revoked"])
         self.message_user(request, "Revoked.")
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(AuditMixin, admin.ModelAdmin):
+    """Where alerts go (e-mail or webhook), which events and targets; failing ones say so."""
+
+    form = AlertChannelAdminForm
+    list_display = ["name", "kind", "enabled", "state", "last_sent_at", "event_count", "target_names"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["failing_since", "last_error", "last_sent_at"]
+    actions = ["send_test_alert"]
+
+    @admin.display(description="state")
+    def state(self, channel: AlertChannel) -> str:
+        if channel.failing:
+            return f"FAILING since {channel.failing_since:%Y-%m-%d %H:%M} UTC: {channel.last_error}"
+        return "ok" if channel.enabled else "disabled"
+
+    @admin.display(description="events")
+    def event_count(self, channel: AlertChannel) -> str:
+        return f"{len(channel.events)} of {len(alerts.CHANNEL_EVENTS)}"
+
+    @admin.display(description="targets")
+    def target_names(self, channel: AlertChannel) -> str:
+        return ", ".join(target.name for target in channel.targets.all()) or "all"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("targets")
+
+    @admin.action(description="Send a test alert (now, to the selected channels)")
+    def send_test_alert(self, request, queryset):
+        for channel in queryset:
+            problem = alerts.send_test(channel, request.user)
+            if problem:
+                self.message_user(request, f"{channel.name}: the test alert failed: {problem}", messages.ERROR)
+            else:
+                self.message_user(request, f"{channel.name}: test alert sent", messages.SUCCESS)

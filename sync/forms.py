@@ -1,4 +1,5 @@
-"""Forms of the configuration admin: the target form with a write-only password."""
+"""Forms of the configuration admin: the target form with a write-only password, the alert channel form with a
+write-only webhook URL, schedules and API tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django import forms
 from django.utils import timezone
 from django_q.models import Schedule
 
-from sync.models import SCHEDULED_RUN, ApiToken, SyncSchedule, Target
+from sync.models import SCHEDULED_RUN, AlertChannel, AlertEvent, ApiToken, SyncSchedule, Target
 
 PASSWORD_FORM_FIELDS = ("new_password", "clear_password")
 # Every editable Target field but the stored password, which the form never renders.
@@ -123,3 +124,43 @@ class ApiTokenForm(forms.ModelForm):
     class Meta:
         model = ApiToken
         fields = ["name"]
+
+
+class AlertChannelAdminForm(forms.ModelForm):
+    """The webhook URL is a secret (its path holds the key): written here, never sent back to the browser."""
+
+    new_webhook_url = forms.CharField(
+        label="Webhook URL",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+    events = forms.MultipleChoiceField(
+        choices=[(e.value, e.label) for e in AlertEvent if e != AlertEvent.TEST],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "enabled", "recipients", "new_webhook_url", "events", "targets"]
+        widgets = {"targets": forms.CheckboxSelectMultiple, "recipients": forms.TextInput(attrs={"size": 80})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        state = "set" if self.instance.pk and self.instance.webhook_url else "not set"
+        self.fields[
+            "new_webhook_url"
+        ].help_text = (
+            f"Webhook channels. Stored URL: <strong>{state}</strong>. Leave empty to keep it; it is never shown back."
+        )
+        self.fields["targets"].help_text = "Only events of these targets. None ticked: every target."
+
+    def clean(self):
+        data = super().clean()
+        if data.get("new_webhook_url"):
+            self.instance.webhook_url = data["new_webhook_url"].strip()
+        return data
+
+    def changed_field_names(self) -> list[str]:
+        names = [name for name in self.changed_data if name != "new_webhook_url"]
+        return names + (["webhook_url"] if self.cleaned_data.get("new_webhook_url") else [])

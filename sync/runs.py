@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from sync import alerts
 from sync.models import FINISHED_STATES, MasterSettings, RegionLock, RegionRun, RunState, SyncRun
 
 ACTIVE_STATES = (RunState.QUEUED, RunState.RUNNING)
@@ -184,7 +185,13 @@ def settle_run(run_id: int) -> None:
         return
     for state in (RunState.INTERRUPTED, RunState.CANCELLED, RunState.FAILED, RunState.DONE):
         if state in states:
-            SyncRun.objects.filter(pk=run_id).exclude(state__in=FINISHED_STATES).update(state=state, finished_at=now)
+            ended = (
+                SyncRun.objects.filter(pk=run_id)
+                .exclude(state__in=FINISHED_STATES)
+                .update(state=state, finished_at=now)
+            )
+            if ended:  # only the process whose update ended the run: one alert per run
+                alerts.run_finished(run_id)
             return
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from sync import alerts
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync, is_renamed
 from sync.engine.model import Image
@@ -24,17 +27,22 @@ def all_regions(engine: GlanceSync) -> list[str]:
 
 
 def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
-    """Recompute and store the statuses of these regions; return {region: error} for those that failed."""
-    failed = {}
+    """Recompute and store the statuses of these regions; return {region: error} for those that failed.
+
+    The new conflicts found in all of them go out as one alert."""
+    failed, found = {}, []
     for region in regions:
-        error = refresh_region(engine, region)
+        error = refresh_region(engine, region, found)
         if error:
             failed[region] = error
+    alerts.new_problems(found)
     return failed
 
 
-def refresh_region(engine: GlanceSync, region: str) -> str:
-    """Store one region's statuses (one listing of the region); on failure keep the old rows, store why."""
+def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | None = None) -> str:
+    """Store one region's statuses (one listing of the region); on failure keep the old rows, store why.
+
+    The problems that were not there before are added to `new_problems`, or alerted at once without it."""
     ref = parse_region(region, engine.config)
     reporter = RecordingReporter()
     try:
@@ -45,12 +53,40 @@ def refresh_region(engine: GlanceSync, region: str) -> str:
         others = other_images(listing, statuses, engine.tenant_id(ref.target))
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
-        RegionSnapshot.objects.update_or_create(
-            region=ref.fullname, defaults={"target": ref.target, "computed_at": timezone.now(), "error": message}
-        )
+        _unreadable(ref, message)
         return message
-    store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
+    previous = RegionSnapshot.objects.filter(region=ref.fullname).values_list("read_failures", "unreadable_since")
+    failures, since = previous.first() or (0, None)
+    found = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
+    if failures >= UNREADABLE_ALERT_AFTER and since is not None:
+        alerts.region_recovered(ref.fullname, since, failures)
+    if new_problems is None:
+        alerts.new_problems(found)
+    else:
+        new_problems.extend(found)
     return ""
+
+
+UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
+
+
+def _unreadable(ref: RegionRef, message: str) -> None:
+    """Store why the region cannot be read and count the failures in a row; alert at the second."""
+    now = timezone.now()
+    snapshot, created = RegionSnapshot.objects.get_or_create(
+        region=ref.fullname,
+        defaults={"target": ref.target, "computed_at": now, "error": message, "read_failures": 1,
+                  "unreadable_since": now},
+    )  # fmt: skip
+    if created:
+        return
+    RegionSnapshot.objects.filter(pk=snapshot.pk).update(
+        target=ref.target, computed_at=now, error=message, read_failures=F("read_failures") + 1,
+        unreadable_since=Coalesce(F("unreadable_since"), now),
+    )  # fmt: skip
+    failures, since = RegionSnapshot.objects.values_list("read_failures", "unreadable_since").get(pk=snapshot.pk)
+    if failures == UNREADABLE_ALERT_AFTER:  # exactly: concurrent refreshes cannot both see it
+        alerts.region_unreadable(ref.fullname, since, message)
 
 
 PROTECTED_COPY = "the region's copy is protected: Replace is refused; Rename or Don't update work"
@@ -148,13 +184,15 @@ def store_statuses(
     warnings: list[str] | None = None,
     reasons: dict[str, str] | None = None,
     others: list[dict] | None = None,
-) -> None:
+) -> list[dict]:
+    """Replace the region's rows; return the new problems (see `_new_problems`)."""
     now = timezone.now()
     rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
     for row in rows:
         row.changes = (changes or {}).get(row.image_name, [])
         row.reason = (reasons or {}).get(row.image_name, "")[:500]
     with transaction.atomic():
+        new_problems = _new_problems(region, rows)
         # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
         ImageState.objects.filter(region=region).delete()
         ImageState.objects.bulk_create(rows, batch_size=500)
@@ -164,8 +202,27 @@ def store_statuses(
             defaults={
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
+                "read_failures": 0, "unreadable_since": None,
             },
         )  # fmt: skip
+    return new_problems
+
+
+def _new_problems(region: str, rows: list[ImageState]) -> list[dict]:
+    """The pairs now in error_checksum or error_ami that were not in that status at the region's previous
+    refresh; a region's first snapshot is the baseline (nothing is new in it)."""
+    problems = [row for row in rows if row.status in alerts.PROBLEM_STATUSES]
+    if not problems:
+        return []
+    seen = ImageState.objects.filter(region=region)
+    if not seen.exists() and not RegionSnapshot.objects.filter(region=region, error="").exists():
+        return []
+    before = set(seen.filter(status__in=alerts.PROBLEM_STATUSES).values_list("image_name", "status"))
+    return [
+        {"region": region, "image": row.image_name, "status": row.status}
+        for row in problems
+        if (row.image_name, row.status) not in before
+    ]
 
 
 def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from sync import runs
+from sync import alerts, runs
 from sync.connect import ConsoleError, build_engine, safe_message
 from sync.engine.glancesync import GlanceSync, RegionResult
 from sync.engine.regions import build_region_list
@@ -220,10 +220,13 @@ def scheduled_run(regions: list[str] | None = None, dry_run: bool = False, sched
 def recover_interrupted() -> str:
     """The recovery sweep (a schedule runs it every minute): regions whose worker died become interrupted,
     and region tasks a broker lost are enqueued again."""
-    ClusterHeartbeat.beat()
+    previous_beat = ClusterHeartbeat.beat()
+    alerts.missed_schedules(previous_beat, timezone.now())
     recovered, redispatched = runs.recover_interrupted(), runs.redispatch_lost()
+    retried = alerts.retry_due()
     said = [f"{len(recovered)} interrupted region runs recovered"] if recovered else []
     said += [f"{len(redispatched)} region tasks enqueued again"] if redispatched else []
+    said += [f"{len(retried)} alert deliveries enqueued"] if retried else []
     return "; ".join(said) or "nothing to recover"
 
 

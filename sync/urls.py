@@ -24,6 +24,7 @@ urlpatterns = [
     path("backups/<int:backup_id>/delete/", views.delete_backup, name="delete_backup"),
     path("backups/<int:backup_id>/files/<str:name>", views.backup_file, name="backup_file"),
     path("conflicts/decide/", views.decide_conflict, name="decide_conflict"),
+    path("alerts/", views.alerts, name="alerts"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:token_id>/revoke/", views.revoke_api_token, name="revoke_api_token"),
 ]

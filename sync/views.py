@@ -34,6 +34,8 @@ from sync.engine.status import checksum_status
 from sync.forms import ApiTokenForm
 from sync.models import (
     FINISHED_STATES,
+    Alert,
+    AlertChannel,
     ApiToken,
     AuditEntry,
     Backup,
@@ -152,11 +154,20 @@ def _overview_context() -> dict:
     return {
         "refresh": refresh,
         "master_region": master_region,
+        "problems": _active_problems(snapshots),
         "rows": rows,
         "legend": _legend(STATUSES),
         "totals": _cells(totals),
         "grand_total": sum(totals.values()),
         "live": RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
+    }
+
+
+def _active_problems(snapshots: list[RegionSnapshot]) -> dict:
+    """What the overview shows first: regions the last refresh could not read, and failing alert channels."""
+    return {
+        "unreadable": [s for s in snapshots if s.error],
+        "failing_channels": list(AlertChannel.objects.filter(failing_since__isnull=False).order_by("name")),
     }
 
 
@@ -702,3 +713,20 @@ def revoke_api_token(request, token_id: int):
         AuditEntry.record(request.user, token, "change", ["revoked"])
     messages.success(request, f"Token {token} revoked: the API refuses it from now on.")
     return redirect("sync:api_tokens")
+
+
+# -- alerts ------------------------------------------------------------------------------------------------
+
+ALERTS_PAGE_SIZE = 25
+
+
+@login_required
+@require_GET
+def alerts(request):
+    """The recent alerts with the delivery state of each channel, and the channels' own state."""
+    _require_viewer(request)
+    page = Paginator(Alert.objects.prefetch_related("deliveries__channel"), ALERTS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {"page": page, "channels": AlertChannel.objects.prefetch_related("targets")}
+    return render(request, "sync/alerts.html", context)
