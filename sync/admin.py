@@ -11,6 +11,7 @@ from sync import alerts
 from sync.engine.model import GlanceSyncError
 from sync.forms import AlertChannelAdminForm, SyncScheduleForm, TargetAdminForm
 from sync.models import (
+    CHANNEL_EVENTS,
     OPTION_FIELDS,
     AlertChannel,
     ApiToken,
@@ -358,7 +359,7 @@ class AlertChannelAdmin(AuditMixin, admin.ModelAdmin):
 
     @admin.display(description="events")
     def event_count(self, channel: AlertChannel) -> str:
-        return f"{len(channel.events)} of {len(alerts.CHANNEL_EVENTS)}"
+        return f"{len(channel.events)} of {len(CHANNEL_EVENTS)}"
 
     @admin.display(description="targets")
     def target_names(self, channel: AlertChannel) -> str:

@@ -19,6 +19,7 @@ import functools
 import logging
 import smtplib
 import ssl
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -45,6 +46,18 @@ from sync.models import (
 )
 
 logger = logging.getLogger(__name__)
+_posting = threading.local()
+
+
+class _WhileNotPosting(logging.Filter):
+    """urllib3 logs each request's URL at DEBUG; a webhook's URL is a secret, so not while we post to one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_posting, "active", False)
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_WhileNotPosting())
 
 MAX_LISTED = 20  # new problems listed in one message; the rest are counted
 MAX_STORED = 1000  # new problems kept in an alert's details (a channel of some targets lists its own from them)
@@ -382,6 +395,7 @@ def webhook_payload(alert: Alert, title: str, text: str, url: str) -> dict:
 
 def _post_webhook(channel: AlertChannel, alert: Alert, title: str, text: str, url: str) -> None:
     payload = webhook_payload(alert, title, text, url)
+    _posting.active = True
     try:
         response = requests.post(
             channel.webhook_url, json=payload, timeout=settings.GLANCESYNC_ALERT_TIMEOUT_SECONDS, allow_redirects=False
@@ -394,5 +408,7 @@ def _post_webhook(channel: AlertChannel, alert: Alert, title: str, text: str, ur
         raise DeliveryFailed("cannot connect to the webhook (refused or unreachable)") from None
     except requests.exceptions.RequestException as error:
         raise DeliveryFailed(f"webhook request failed ({type(error).__name__})") from None
+    finally:
+        _posting.active = False
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(f"the webhook answered HTTP {response.status_code}")

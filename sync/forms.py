@@ -161,6 +161,12 @@ class AlertChannelAdminForm(forms.ModelForm):
             self.instance.webhook_url = data["new_webhook_url"].strip()
         return data
 
+    def add_error(self, field, error):
+        # The model validates `webhook_url`, which this form edits through its write-only box.
+        if isinstance(error, forms.ValidationError) and "webhook_url" in getattr(error, "error_dict", {}):
+            error.error_dict["new_webhook_url"] = error.error_dict.pop("webhook_url")
+        super().add_error(field, error)
+
     def changed_field_names(self) -> list[str]:
         names = [name for name in self.changed_data if name != "new_webhook_url"]
         return names + (["webhook_url"] if self.cleaned_data.get("new_webhook_url") else [])

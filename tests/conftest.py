@@ -57,3 +57,25 @@ def viewer_client(client, viewer):
 def operator_client(client, operator):
     client.force_login(operator)
     return client
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on loopback, which Django's SMTP backend sends the alert e-mails to."""
+    from tests.alert_receivers import SmtpServer
+
+    with SmtpServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        yield server
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP receiver on loopback that answers 200 (set `statuses` / `delay` to make it fail)."""
+    from tests.alert_receivers import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        yield receiver

@@ -1,6 +1,6 @@
 """Every URL of the site, walked: anonymous users get the login page or 401, viewers get 403 (or 405) on every
 mutation but their own API tokens, and no page, API answer, log line, task result, run log, backup or dump
-shows a stored secret.
+shows a stored secret (target passwords, webhook URLs, the SMTP password).
 
 The secrets carry a unique marker, so a leak is found wherever it lands, in clear or base64.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import re
 import uuid
@@ -19,8 +20,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_q.conf import Conf
 from django_q.models import Task
 
-from sync.models import ApiToken, Backup, MasterSettings, RegionRun, Target
+from sync.models import Alert, AlertChannel, AlertDelivery, ApiToken, Backup, MasterSettings, RegionRun, Target
 from sync.tasks import make_backup, refresh_status
+from tests.alert_receivers import WebhookReceiver, free_port
 from tests.conftest import DEMO, user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +120,14 @@ def leaks(text: str, marker: str) -> bool:
 
 
 def test_no_output_shows_a_stored_secret(
-    client, admin_client, secrets_seeded, caplog, django_capture_on_commit_callbacks, django_user_model
+    client,
+    admin_client,
+    secrets_seeded,
+    caplog,
+    django_capture_on_commit_callbacks,
+    django_user_model,
+    settings,
+    demo_cloud,
 ):
     marker = secrets_seeded
     caplog.set_level(logging.DEBUG)
@@ -126,9 +135,21 @@ def test_no_output_shows_a_stored_secret(
     _, token = ApiToken.issue(operator, "t")
     client.force_login(operator)
     refresh_status()
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("sync:start_run"), {"region": ["Bilbao", "partner:Lisbon"]})
-        client.post(reverse("sync:make_backup"), {"region": ["Bilbao"]})
+    with WebhookReceiver(statuses=[500]) as failing, WebhookReceiver() as working:
+        settings.EMAIL_BACKEND, settings.EMAIL_PORT = "django.core.mail.backends.smtp.EmailBackend", free_port()
+        settings.EMAIL_HOST_PASSWORD, settings.GLANCESYNC_ALERT_ATTEMPTS = f"{marker}-smtp", 1
+        for name, url in (("failing", failing.url(f"/{marker}-hook")), ("working", working.url(f"/{marker}-ok"))):
+            AlertChannel.objects.create(name=name, kind="webhook", webhook_url=url)
+        AlertChannel.objects.create(name="mail", kind="email", recipients="ops@example.org")  # SMTP refused
+        (demo_cloud / "backup_Zaragoza.csv").write_text("Zaragoza,unreadable\r\n")
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(reverse("sync:start_run"), {"region": ["Bilbao", "partner:Lisbon"]})
+            client.post(reverse("sync:start_run"), {"region": ["Zaragoza"]})
+            client.post(reverse("sync:make_backup"), {"region": ["Bilbao"]})
+        sent = [("webhook payload", json.dumps(body)) for body in failing.bodies + working.bodies]
+    alerted = Alert.objects.count()  # the failed run, and the new error_ami it left in partner:Lisbon
+    assert alerted >= 1 and len(sent) == 2 * alerted
+    assert AlertDelivery.objects.filter(state="failed").count() == 2 * alerted  # the 500 and the refused SMTP
     make_backup(Backup.objects.get().pk)
     bodies = []
     for name, url in site_urls():
@@ -139,9 +160,15 @@ def test_no_output_shows_a_stored_secret(
     for target in Target.objects.all():
         page = admin_client.get(reverse("admin:sync_target_change", args=[target.pk])).content.decode()
         bodies.append(("target change page", page))
+    for channel in AlertChannel.objects.all():
+        page = admin_client.get(reverse("admin:sync_alertchannel_change", args=[channel.pk])).content.decode()
+        bodies.append(("alert channel change page", page))
     dump = io.StringIO()
     call_command("dumpdata", "sync", stdout=dump)
-    outputs = bodies + [("dumpdata", dump.getvalue()), ("log", caplog.text)]
+    outputs = bodies + sent + [("dumpdata", dump.getvalue()), ("log", caplog.text)]
+    outputs += [("alert", json.dumps(a)) for a in Alert.objects.values("title", "text", "details")]
+    outputs += [("delivery", json.dumps(d)) for d in AlertDelivery.objects.values("last_error")]
+    outputs += [("channel", json.dumps(c)) for c in AlertChannel.objects.values("last_error", "name")]
     outputs += [("region run log", r.log + r.error) for r in RegionRun.objects.all()]
     outputs += [("task result", str(t.result)) for t in Task.objects.all()]
     outputs += [("backup file", p.read_text()) for b in Backup.objects.all() for p in b.files()]
