@@ -166,3 +166,19 @@ def test_readyz_follows_the_cluster_down_and_up_again(cluster, client, settings)
     Schedule.objects.filter(pk=sweep.pk).update(next_run=timezone.now())
     cluster.start()
     wait_for(lambda: check()[0] == 200, what="/readyz to be 200 again", cluster=cluster)
+
+
+def test_a_failed_region_of_a_cluster_run_is_alerted_through_the_cluster(cluster, demo_cloud):
+    from sync.models import AlertChannel, AlertDelivery
+    from tests.alert_receivers import WebhookReceiver, wait_until
+
+    (demo_cloud / "backup_Zaragoza.csv").write_text("Zaragoza,unreadable\r\n")
+    with WebhookReceiver() as receiver:
+        AlertChannel.objects.create(name="chat", kind="webhook", webhook_url=receiver.url())
+        run = runs.start_run(["Zaragoza", "Bilbao"], dry_run=False, trigger="cli", max_children=2)
+        wait_for(lambda: finished(run), timeout=120, what="the run to finish", cluster=cluster)
+        wait_until(lambda: receiver.bodies, timeout=60, what="the webhook")
+    assert run.state == "failed" and run.region_runs.get(region="Bilbao").state == "done"
+    (body,) = receiver.bodies
+    assert body["glancesync"]["event"] == "run_partly_failed" and body["glancesync"]["details"]["run"] == run.pk
+    wait_until(lambda: AlertDelivery.objects.filter(state="sent").exists(), timeout=10, what="the delivery state")
