@@ -130,7 +130,10 @@ def _enqueue(delivery_id: int) -> None:
 
 @quietly
 def run_finished(run_id: int) -> None:
-    """The run just ended: alert if it failed, partly failed or was interrupted."""
+    """The run just ended: alert if it failed, partly failed or was interrupted, and the new conflicts that the
+    refreshes of its regions found, in one message."""
+    found = RegionRun.objects.filter(run_id=run_id).values_list("new_problems", flat=True)
+    new_problems([item for items in found for item in items], key=f"new-problems:run:{run_id}")
     run = SyncRun.objects.get(pk=run_id)
     regions = list(RegionRun.objects.filter(run_id=run_id).values_list("region", "state", "error"))
     bad = [
@@ -192,14 +195,15 @@ def region_recovered(region: str, since: datetime, failures: int) -> None:
 
 
 @quietly
-def new_problems(items: list[dict]) -> None:
-    """One message for the new conflicts and error_ami images one refresh found: [{region, image, status}]."""
+def new_problems(items: list[dict], key: str = "") -> None:
+    """One message for the new conflicts and error_ami images one refresh (or one run's refreshes) found:
+    [{region, image, status}]."""
     if not items:
         return
     items = sorted(items, key=lambda item: (item["region"], item["image"]))
     title, text = problems_message(items, len(items))
     raise_alert(
-        f"new-problems:{timezone.now().isoformat()}:{uuid.uuid4().hex[:8]}",
+        key or f"new-problems:{timezone.now().isoformat()}:{uuid.uuid4().hex[:8]}",
         AlertEvent.NEW_PROBLEMS,
         title,
         text,

@@ -479,6 +479,9 @@ class RegionRun(models.Model):
     current_image = models.CharField(max_length=255, blank=True)
     log = models.TextField(blank=True)
     error = models.TextField(blank=True, help_text="Why the region stopped, if it did.")
+    new_problems = models.JSONField(
+        default=list, blank=True, help_text="Conflicts the refresh after the sync found new: alerted once per run."
+    )
 
     class Meta:
         ordering = ["run", "position", "id"]

@@ -160,10 +160,12 @@ def _sync_locked(region_run: RegionRun) -> str:
             runs.finish_region(region_run.pk, RunState.FAILED, errors=1, error=str(error))
             return f"{region_run.region}: failed: {error}"
         result = engine.sync_region(region_run.region, dry_run=region_run.run.dry_run, reporter=reporter)
-        refresh_region(engine, region_run.region)  # the dashboard's snapshot follows every run
+        found = []  # new conflicts: alerted with the other regions' when the run ends
+        refresh_region(engine, region_run.region, found)  # the dashboard's snapshot follows every run
         reporter.flush(force=True)
     state = RunState.CANCELLED if result.cancelled else RunState.FAILED if result.error else RunState.DONE
-    runs.finish_region(region_run.pk, state, current_image="", **_counters(result, reporter))
+    counters = _counters(result, reporter)
+    runs.finish_region(region_run.pk, state, current_image="", new_problems=found[: alerts.MAX_STORED], **counters)
     return f"{region_run.region}: {state}" + (f": {result.error}" if result.error else "")
 
 

@@ -400,3 +400,17 @@ def test_every_event_type_reaches_the_real_smtp_server(
     subjects = [message["Subject"] for message in smtp_server.wait_for(len(events))]
     assert sorted(subjects) == sorted(Alert.objects.values_list("title", flat=True))
     assert all(message["To"] == "ops@example.org, noc@example.org" for message in smtp_server.messages)
+
+
+def test_new_conflicts_found_after_a_run_go_out_once_for_the_whole_run(
+    demo_cloud, inline, mail_channel, smtp_server, django_capture_on_commit_callbacks
+):
+    tasks.refresh_status(["Valencia", "Sevilla"])
+    conflict_everything(demo_cloud, "Valencia")
+    conflict_everything(demo_cloud, "Sevilla")
+    run = run_of(["Valencia", "Sevilla"], django_capture_on_commit_callbacks, dry_run=True)
+    assert run.state == RunState.DONE
+    (alert,) = Alert.objects.all()
+    assert alert.key == f"new-problems:run:{run.pk}" and alert.title.endswith("in 2 regions")
+    assert {item["region"] for item in alert.details["items"]} == {"Valencia", "Sevilla"}
+    assert len(smtp_server.wait_for(1)) == 1
