@@ -12,7 +12,8 @@ FILES_SCHEME = "files:"
 
 
 def cloud_from_url(url: str, images_dir: str | None = None) -> Cloud:
-    """`files:DIR[?latency=S]` (a folder of backup CSVs) or `openstack` (`images_dir`: local copies of images)."""
+    """`files:DIR[?latency=S&rate=MB_PER_S]` (a folder of backup CSVs) or `openstack` (`images_dir`: local copies
+    of images)."""
     if url == "openstack":
         from sync.clouds.openstack import OpenStackCloud
 
@@ -27,21 +28,25 @@ def cloud_from_url(url: str, images_dir: str | None = None) -> Cloud:
     return FileCloud(os.path.expanduser(directory), **_files_options(query, url))
 
 
+FILES_OPTIONS = {"latency": "latency=SECONDS", "rate": "rate=MEGABYTES_PER_SECOND"}
+
+
 def _files_options(query: str, url: str) -> dict[str, float]:
     options: dict[str, float] = {}
     for pair in filter(None, query.split("&")):
         name, _, value = pair.partition("=")
-        if name != "latency":
-            raise GlanceSyncError(f"cloud '{url}': unknown option '{name}' (only latency=SECONDS)")
-        options["latency"] = _latency(value, url)
+        if name not in FILES_OPTIONS:
+            raise GlanceSyncError(f"cloud '{url}': unknown option '{name}' (only {', '.join(FILES_OPTIONS.values())})")
+        options[name] = _number(name, value, url)
     return options
 
 
-def _latency(text: str, url: str) -> float:
+def _number(name: str, text: str, url: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0 <= value < math.inf):
-        raise GlanceSyncError(f"cloud '{url}': bad latency '{text}': use a number of seconds >= 0")
+    if not (0 <= value < math.inf) or (name == "rate" and value == 0):
+        wanted = "a number of megabytes per second > 0" if name == "rate" else "a number of seconds >= 0"
+        raise GlanceSyncError(f"cloud '{url}': bad {name} '{text}': use {wanted}")
     return value

@@ -31,11 +31,12 @@ Region = dict[str, Image]
 class FileCloud:
     """One instance per run: regions load lazily from the folder and stay cached while it lives."""
 
-    def __init__(self, directory: str | os.PathLike[str], latency: float = 0.0) -> None:
+    def __init__(self, directory: str | os.PathLike[str], latency: float = 0.0, rate: float | None = None) -> None:
         self.directory = os.fspath(directory)
         if not os.path.isdir(self.directory):
             raise GlanceSyncError(f"{self.directory}: no such folder for the file cloud")
         self.latency = latency  # seconds slept per upload/update/delete, to simulate a remote cloud
+        self.rate = rate  # MB/s an upload of the image's size takes (the demo's moving progress bars); None: instant
         self._lock = threading.Lock()  # guards the two dicts below
         self._regions: dict[str, Region | None] | None = None  # key -> loaded region, None until needed
         self._region_locks: dict[str, threading.Lock] = {}  # one per region: regions may sync in parallel
@@ -178,7 +179,8 @@ class FileTargetSession:
         marker and finished after the simulated transfer, as the OpenStack driver does: a process killed
         meanwhile leaves an unfinished upload for the next sync to remove."""
         key = self._fullname(region)
-        if self.cloud.latency <= 0:
+        duration = self.cloud.latency + ((image.size or 0) / (self.cloud.rate * 1e6) if self.cloud.rate else 0)
+        if duration <= 0:
             new_id = self._store(key, _uploaded(image, "", key, self.tenant_id()))
             if progress is not None:
                 progress(image.size, image.size)
@@ -188,7 +190,7 @@ class FileTargetSession:
         unfinished.user_properties[UPLOAD_MARKER] = "1"
         new_id = self._store(key, unfinished)
         try:
-            self._simulate_transfer(image.size, progress)
+            self._simulate_transfer(image.size or 0, duration, progress)
             with self.cloud.region_lock(key):
                 stored = self._existing(key, "Error uploading image")[new_id]
                 stored.status = image.status
@@ -208,10 +210,12 @@ class FileTargetSession:
             self.cloud.save(key)
         return image.id
 
-    def _simulate_transfer(self, size: int, progress: ProgressCallback | None, steps: int = 10) -> None:
-        """Sleep the cloud's latency in steps, reporting progress (which may raise to cancel)."""
+    def _simulate_transfer(self, size: int, duration: float, progress: ProgressCallback | None) -> None:
+        """Sleep the transfer's duration in steps (at least 10, and 4 a second), reporting progress (which may
+        raise to cancel)."""
+        steps = max(10, int(duration * 4))
         for step in range(1, steps + 1):
-            time.sleep(self.cloud.latency / steps)
+            time.sleep(duration / steps)
             if progress is not None:
                 progress(size * step // steps, size)
 

@@ -303,6 +303,17 @@ def test_latency_is_slept_per_change_and_overlaps_between_regions(folder):
     assert [i.id for i in s.list_images("Burgos")][-1] == "1$image04"
 
 
+def test_a_rate_makes_an_upload_take_its_size_over_the_rate_with_moving_progress(folder):
+    cloud = FileCloud(folder, rate=20)  # 20 MB/s
+    s = cloud.session(TargetPolicy(name="master", tenant="tenant1"))
+    seen: list[tuple[int, int]] = []
+    start = time.monotonic()
+    upload(s, "Burgos", master_image(size=10_000_000), progress=lambda done, total: seen.append((done, total)))
+    assert 0.5 <= time.monotonic() - start < 0.9, "10 MB at 20 MB/s takes 0.5 s"
+    assert len(seen) == 10 and seen[0] == (1_000_000, 10_000_000) and seen[-1] == (10_000_000, 10_000_000)
+    assert [i.status for i in s.list_images("Burgos")][-1] == "active"
+
+
 def test_concurrent_uploads_to_one_region_get_distinct_ids(folder):
     s = session(folder)
     ids: list[str] = []
@@ -331,8 +342,10 @@ def test_cloud_from_url_opens_the_openstack_driver():
     assert isinstance(cloud, OpenStackCloud) and cloud.images_dir == "/srv/images"
 
 
-def test_cloud_from_url_reads_the_latency(folder):
-    assert cloud_from_url(f"files:{folder}?latency=0.25").latency == 0.25
+def test_cloud_from_url_reads_the_latency_and_the_rate(folder):
+    cloud = cloud_from_url(f"files:{folder}?latency=0.25&rate=200")
+    assert (cloud.latency, cloud.rate) == (0.25, 200)
+    assert cloud_from_url(f"files:{folder}").rate is None
 
 
 def test_cloud_from_url_expands_the_home_folder(folder, monkeypatch):
@@ -359,7 +372,11 @@ def test_cloud_from_url_expands_the_home_folder(folder, monkeypatch):
         ),
         (
             "files:{folder}?speed=1",
-            "cloud 'files:{folder}?speed=1': unknown option 'speed' (only latency=SECONDS)",
+            "cloud 'files:{folder}?speed=1': unknown option 'speed' (only latency=SECONDS, rate=MEGABYTES_PER_SECOND)",
+        ),
+        (
+            "files:{folder}?rate=0",
+            "cloud 'files:{folder}?rate=0': bad rate '0': use a number of megabytes per second > 0",
         ),
         ("files:{folder}/missing", "{folder}/missing: no such folder for the file cloud"),
     ],
