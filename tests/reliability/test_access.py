@@ -63,8 +63,8 @@ def is_login_redirect(response) -> bool:
 
 def test_the_walk_covers_the_whole_site():
     names = {name for name, _ in site_urls()}
-    for expected in ("sync:overview", "sync:start_run", "sync:backup_file", "api:region_sync", "api:checksums",
-                     "admin:sync_target_change", "admin:sync_syncrun_changelist"):  # fmt: skip
+    for expected in ("sync:overview", "sync:start_run", "sync:refresh_now", "sync:backup_file", "api:region_sync",
+                     "api:checksums", "admin:sync_target_change", "admin:sync_syncrun_changelist"):  # fmt: skip
         assert expected in names
     assert len(names) > 60
 
@@ -129,6 +129,7 @@ def test_no_output_shows_a_stored_secret(
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("sync:start_run"), {"region": ["Bilbao", "partner:Lisbon"]})
         client.post(reverse("sync:make_backup"), {"region": ["Bilbao"]})
+        client.post(reverse("sync:refresh_now"), {"region": "partner:Lisbon"})  # its task result is searched too
     make_backup(Backup.objects.get().pk)
     bodies = []
     for name, url in site_urls():
