@@ -460,6 +460,9 @@ def decide_conflict(request):
         if error:
             return _conflicts_response(request, error)
     _apply_decisions(target, checksum)
+    # The conflict rows moved at once; a refresh of the target's regions then recomputes what that cannot:
+    # the reasons shown, and rotations (a decided checksum is no longer claimed as a renamed copy).
+    RefreshRequest.queue([f"{target.name}:"], request.user.get_username())
     return _conflicts_response(request, "")
 
 
