@@ -180,6 +180,9 @@ GLANCESYNC_REDISPATCH_SECONDS = env_int("GLANCESYNC_REDISPATCH_SECONDS", 900)
 # /readyz: a task cluster beats every minute (the recovery sweep); the snapshot is refreshed every 15 minutes.
 GLANCESYNC_READY_HEARTBEAT_SECONDS = env_int("GLANCESYNC_READY_HEARTBEAT_SECONDS", 180)
 GLANCESYNC_READY_REFRESH_SECONDS = env_int("GLANCESYNC_READY_REFRESH_SECONDS", 3600)
+# A console or admin refresh request not finished this long after it was asked for counts as lost (its task was
+# lost, or its worker died): the pages stop saying "Refreshing". Generous: it may wait for a worker behind syncs.
+GLANCESYNC_REFRESH_TIMEOUT_SECONDS = env_int("GLANCESYNC_REFRESH_TIMEOUT_SECONDS", 3600)
 
 # --- Alerts (issue #14) ----------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Admin of the configuration: targets (write-only password, effective values), regions, decisions, audit."""
+"""Admin of the configuration: targets (write-only password, effective values), regions, decisions, audit.
+
+Saving a row the statuses depend on queues a status refresh of the regions it affects (RefreshMixin)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from sync.models import (
     ChecksumDecision,
     Defaults,
     MasterSettings,
+    RefreshRequest,
     Region,
     RegionRun,
     SyncRun,
@@ -80,7 +83,59 @@ class AuditMixin:
             AuditEntry.record(request.user, obj, "delete")
 
 
-class SingletonAdmin(AuditMixin, admin.ModelAdmin):
+EVERY_REGION = "*"  # in the regions a save affects: all of them
+
+
+class RefreshMixin:
+    """Saving (or deleting) a row the statuses depend on queues one status refresh of the regions it affects,
+    once the admin view's transaction has committed, so the task reads the new configuration. One view (a
+    form with its inlines, a list of edited rows, a bulk delete) queues one refresh, and says so."""
+
+    refresh_on_delete = True
+
+    def refreshed_regions(self, obj) -> list[str]:
+        """Region full names or `target:` whose statuses the row changes; [EVERY_REGION] for all."""
+        return [EVERY_REGION]
+
+    def _note_refresh(self, request, regions: list[str]) -> None:
+        request.__dict__.setdefault("_glancesync_refresh", set()).update(regions)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._note_refresh(request, self.refreshed_regions(obj))
+
+    def delete_model(self, request, obj):
+        if self.refresh_on_delete:
+            self._note_refresh(request, self.refreshed_regions(obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        if self.refresh_on_delete:
+            for obj in queryset:
+                self._note_refresh(request, self.refreshed_regions(obj))
+        super().delete_queryset(request, queryset)
+
+    # The views below run their saves in a transaction of their own: once they return, it has committed.
+    def changeform_view(self, request, *args, **kwargs):
+        return self._queue_refresh(request, super().changeform_view(request, *args, **kwargs))
+
+    def changelist_view(self, request, *args, **kwargs):
+        return self._queue_refresh(request, super().changelist_view(request, *args, **kwargs))
+
+    def delete_view(self, request, *args, **kwargs):
+        return self._queue_refresh(request, super().delete_view(request, *args, **kwargs))
+
+    def _queue_refresh(self, request, response):
+        noted = request.__dict__.pop("_glancesync_refresh", set())
+        if noted:
+            regions = [] if EVERY_REGION in noted else sorted(noted)
+            refresh, created = RefreshRequest.queue(regions, requested_by=request.user.get_username())
+            said = "was queued" if created else "was already waiting for a task worker: it will read this change"
+            self.message_user(request, f"A status refresh of {refresh.scope_label} {said}.", messages.INFO)
+        return response
+
+
+class SingletonAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return not self.model.objects.exists()
 
@@ -117,7 +172,7 @@ def _effective_display(field):
 
 
 @admin.register(Target)
-class TargetAdmin(AuditMixin, admin.ModelAdmin):
+class TargetAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     form = TargetAdminForm
     inlines = (RegionInline, ChecksumDecisionInline)
     list_display = ("name", "auth_url", "identity_api_version", "user", "password_state", "project_name")
@@ -152,6 +207,12 @@ class TargetAdmin(AuditMixin, admin.ModelAdmin):
     )
 
     actions = ("test_connection", "discover_regions")
+    refresh_on_delete = False  # a deleted target's regions are no longer synchronised: nothing to recompute
+
+    def refreshed_regions(self, obj: Target) -> list[str]:
+        # The master target reads the master region, which every status compares with. Its inlines (regions,
+        # decisions) are saved with it, so this covers them.
+        return [EVERY_REGION] if obj.name == "master" else [f"{obj.name}:"]
 
     @admin.display(description="password")
     def password_state(self, obj):
@@ -203,18 +264,25 @@ class MasterSettingsAdmin(SingletonAdmin):
 
 
 @admin.register(Region)
-class RegionAdmin(AuditMixin, admin.ModelAdmin):
+class RegionAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     list_display = ("name", "target", "enabled", "position")
     list_filter = ("target", "enabled")
     list_editable = ("enabled", "position")
+    refresh_on_delete = False  # the row only ordered the region: its statuses stay what they are
+
+    def refreshed_regions(self, obj: Region) -> list[str]:
+        return [obj.fullname]  # a new region gets its first snapshot
 
 
 @admin.register(ChecksumDecision)
-class ChecksumDecisionAdmin(AuditMixin, admin.ModelAdmin):
+class ChecksumDecisionAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     list_display = ("checksum", "action", "target", "created_by", "created_at")
     list_filter = ("action", "target")
     search_fields = ("checksum", "reason")
     readonly_fields = ("created_by", "created_at")
+
+    def refreshed_regions(self, obj: ChecksumDecision) -> list[str]:
+        return [f"{obj.target.name}:"]  # a decision applies to its target's regions only
 
     def save_model(self, request, obj, form, change):
         if not change and obj.created_by_id is None:

@@ -33,6 +33,7 @@ from sync.models import (
     AuditEntry,
     ChecksumDecision,
     ImageState,
+    RefreshRequest,
     RegionRun,
     RegionSnapshot,
     StatusRefresh,
@@ -544,6 +545,7 @@ def add_checksum(request, target: str, body: DecisionIn):
     except IntegrityError:
         raise ApiError(409, "conflict", f"target {target} already has a decision for this checksum") from None
     AuditEntry.record(request.user, decision, "create", ["checksum", "action"])
+    RefreshRequest.queue([f"{found.name}:"], request.user.get_username())  # the statuses follow the decision
     return NinjaStatus(201, _decision_out(decision))
 
 
@@ -558,6 +560,7 @@ def delete_checksum(request, target: str, checksum: str):
     decision = get_object_or_404(ChecksumDecision, target__name=target, checksum=checksum)
     AuditEntry.record(request.user, decision, "delete")
     decision.delete()
+    RefreshRequest.queue([f"{target}:"], request.user.get_username())
     return NinjaStatus(204, None)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -651,6 +651,123 @@ class StatusRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"status refresh of {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+def _target_of(spec: str) -> str:
+    """The target of a region spec: `t:` (a target's regions), `t:Region`, or a bare master region."""
+    return spec.split(":", 1)[0] if ":" in spec else "master"
+
+
+class RefreshRequestQuerySet(models.QuerySet):
+    def active(self) -> RefreshRequestQuerySet:
+        """Requests whose task has not ended, asked for less than GLANCESYNC_REFRESH_TIMEOUT_SECONDS ago: an
+        older one counts as lost (a broker lost its task, or its worker died), so no page says "Refreshing"
+        for ever."""
+        return self.filter(finished_at__isnull=True, requested_at__gte=timezone.now() - RefreshRequest.timeout())
+
+
+class RefreshRequest(models.Model):
+    """A status refresh asked for by an operator or an admin save, from its queuing until its task ends.
+
+    The pages say "Refreshing…" from these rows, not from the broker or a process's memory, so it holds with
+    several web processes, clusters and brokers. A refresh asked for while one of the same regions is still
+    waiting for a worker is that one (the constraint makes this hold across processes too). Once its task has
+    started it may already have read a region, so a new request is queued then."""
+
+    regions = models.JSONField(
+        default=list, blank=True, help_text="Region full names, or `target:` for every region of a target; empty: all."
+    )
+    scope = models.CharField(max_length=64, editable=False, help_text="'all', or a digest of the sorted regions.")
+    requested_by = models.CharField(max_length=150, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    result = models.TextField(blank=True, help_text="The task's summary, or why it was given up.")
+
+    objects = RefreshRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope"],
+                condition=models.Q(started_at__isnull=True, finished_at__isnull=True),
+                name="one_waiting_refresh_per_scope",
+            )
+        ]
+        indexes = [models.Index(fields=["finished_at", "requested_at"])]
+
+    def __str__(self) -> str:
+        return f"status refresh of {self.scope_label}"
+
+    @staticmethod
+    def timeout() -> timedelta:
+        return timedelta(seconds=settings.GLANCESYNC_REFRESH_TIMEOUT_SECONDS)
+
+    @staticmethod
+    def scope_of(regions: list[str]) -> str:
+        return hashlib.sha256("\n".join(sorted(regions)).encode()).hexdigest() if regions else "all"
+
+    @property
+    def scope_label(self) -> str:
+        """What it refreshes, as the pages and the admin's messages say it: every region, Bilbao, the regions
+        of partner, ..."""
+        if not self.regions:
+            return "every region"
+        return ", ".join(f"the regions of {r[:-1]}" if r.endswith(":") else r for r in self.regions)
+
+    def covers(self, spec: str) -> bool:
+        """This refresh recomputes that region (or every region of that `target:`)."""
+        if not self.regions or spec in self.regions:
+            return True
+        return not spec.endswith(":") and f"{_target_of(spec)}:" in self.regions
+
+    def includes(self, regions: list[str]) -> bool:
+        """This refresh recomputes at least these regions ([]: every region)."""
+        return all(self.covers(spec) for spec in regions) if regions else not self.regions
+
+    @classmethod
+    def queue(cls, regions: list[str], requested_by: str = "") -> tuple[RefreshRequest, bool]:
+        """Ask for a refresh of these regions ([]: all) and enqueue its task once the transaction commits;
+        (the request, True), or (the waiting request that already covers them, False)."""
+        regions = sorted(set(regions))
+        scope, now = cls.scope_of(regions), timezone.now()
+        # A lost request of this scope would hold the constraint for ever: it is given up, and replaced.
+        cls.objects.filter(
+            scope=scope, started_at__isnull=True, finished_at__isnull=True, requested_at__lt=now - cls.timeout()
+        ).update(finished_at=now, result="given up: its task never started")
+        for waiting in cls.objects.active().filter(started_at__isnull=True):
+            if waiting.includes(regions):
+                return waiting, False
+        try:
+            with transaction.atomic():
+                request = cls.objects.create(regions=regions, scope=scope, requested_by=requested_by[:150])
+        except IntegrityError:  # another process asked for the same regions at the same moment: that one it is
+            return cls.objects.get(scope=scope, started_at__isnull=True, finished_at__isnull=True), False
+        transaction.on_commit(request.enqueue)  # the task must not start before the request (and any save) is committed
+        return request, True
+
+    def enqueue(self) -> None:
+        from django_q.tasks import async_task  # the broker is only needed once something is enqueued
+
+        task_id = async_task(
+            "sync.tasks.refresh_status", self.regions or None, request_id=self.pk, task_name=f"refresh {self.pk}"
+        )
+        RefreshRequest.objects.filter(pk=self.pk).update(task_id=task_id or "")
+
+    @classmethod
+    def start(cls, pk: int) -> bool:
+        """The task claims its request (compare-and-set); False when it was given up or already started."""
+        return bool(
+            cls.objects.filter(pk=pk, started_at__isnull=True, finished_at__isnull=True).update(
+                started_at=timezone.now()
+            )
+        )
+
+    @classmethod
+    def finish(cls, pk: int, result: str) -> None:
+        cls.objects.filter(pk=pk).update(finished_at=timezone.now(), result=result)
 
 
 # -- schedules: django-q2 Schedule rows that start runs --------------------------------------------------------

@@ -17,9 +17,10 @@ from django.utils import timezone
 from sync import alerts, runs
 from sync.connect import ConsoleError, build_engine, safe_message
 from sync.engine.glancesync import GlanceSync, RegionResult
+from sync.engine.model import GlanceSyncError
 from sync.engine.regions import build_region_list
 from sync.engine.reporter import Cancelled, Reporter
-from sync.models import Backup, ClusterHeartbeat, RegionRun, RunState, StatusRefresh, SyncRun
+from sync.models import Backup, ClusterHeartbeat, RefreshRequest, RegionRun, RunState, StatusRefresh, SyncRun
 from sync.snapshot import all_regions, refresh_region, refresh_regions
 
 logger = logging.getLogger(__name__)
@@ -183,20 +184,49 @@ def _counters(result: RegionResult, reporter: RunReporter) -> dict[str, object]:
     }
 
 
-def refresh_status(regions: list[str] | None = None) -> str:
-    """Recompute the ImageState snapshot of these regions (default: every region of every target)."""
+def refresh_status(regions: list[str] | None = None, request_id: int | None = None) -> str:
+    """Recompute the ImageState snapshot of these regions (`target:` for a target's; default: every region of
+    every target). With `request_id` (a RefreshRequest: the console's "Refresh now", an admin save) the task
+    claims it first and closes it at the end, whatever happens, so the pages stop saying "Refreshing"."""
+    if request_id is not None and not RefreshRequest.start(request_id):
+        return f"refresh request {request_id} was not waiting any more: nothing done"
+    summary = "failed: internal error"
+    try:
+        summary = _refresh(regions)
+        return summary
+    finally:
+        if request_id is not None:
+            RefreshRequest.finish(request_id, summary)
+
+
+def _refresh(regions: list[str] | None) -> str:
     try:
         engine = build_engine()
-        regions = regions or all_regions(engine)
     except ConsoleError as error:  # nothing readable: the pages say why
-        StatusRefresh.objects.create(error=str(error))
-        return f"statuses not refreshed: {error}"
+        return _not_refreshed(str(error))
+    try:
+        regions = _expand(engine, regions) if regions else all_regions(engine)
+    except GlanceSyncError as error:  # a target removed since the refresh was asked for, a catalog error
+        return _not_refreshed(safe_message(error, engine.config))
     failed = refresh_regions(engine, regions)
     StatusRefresh.objects.create(
         master_region=engine.config.master_region, regions=len(regions), failed_regions=len(failed)
     )
     summary = f"statuses of {len(regions) - len(failed)} of {len(regions)} regions refreshed"
     return summary + "".join(f"; {region}: {error}" for region, error in failed.items())
+
+
+def _not_refreshed(message: str) -> str:
+    StatusRefresh.objects.create(error=message)
+    return f"statuses not refreshed: {message}"
+
+
+def _expand(engine: GlanceSync, regions: list[str]) -> list[str]:
+    """Full region names, each `target:` replaced by the target's regions as the cloud lists them now."""
+    names = []
+    for spec in regions:
+        names += build_region_list([spec], engine.config, engine.region_names) if spec.endswith(":") else [spec]
+    return list(dict.fromkeys(names))
 
 
 def sync_regions_of_all_targets(engine: GlanceSync) -> list[str]:

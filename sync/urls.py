@@ -11,6 +11,7 @@ urlpatterns = [
     path("matrix/", views.matrix, name="matrix"),
     # <path:...>: region names of other targets contain ':' (partner:Lisbon).
     path("regions/<path:region>/", views.region_detail, name="region_detail"),
+    path("refresh/", views.refresh_now, name="refresh_now"),
     path("runs/", views.run_list, name="run_list"),
     path("runs/start/", views.start_run, name="start_run"),
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),

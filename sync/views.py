@@ -41,6 +41,7 @@ from sync.models import (
     Backup,
     ChecksumDecision,
     ImageState,
+    RefreshRequest,
     RegionRun,
     RegionSnapshot,
     StatusRefresh,
@@ -101,8 +102,8 @@ def _legend(statuses) -> list[tuple[str, str, str]]:
 
 
 def _last_runs(regions: list[str]) -> dict[str, RegionRun]:
-    last_ids = RegionRun.objects.filter(region__in=regions).values("region").annotate(last=Max("id"))
-    runs = RegionRun.objects.filter(pk__in=[row["last"] for row in last_ids]).select_related("run")
+    last_ids = RegionRun.objects.filter(region__in=regions).values("region").annotate(last=Max("id")).values("last")
+    runs = RegionRun.objects.filter(pk__in=last_ids).select_related("run")  # one query: the ids are a subquery
     return {run.region: run for run in runs}
 
 
@@ -126,6 +127,7 @@ def _require_operator(request) -> None:
 
 def _overview_context() -> dict:
     refresh = StatusRefresh.objects.first()
+    refreshing = list(RefreshRequest.objects.active().order_by("requested_at"))  # of any region: all are shown
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(
         RegionSnapshot.objects.summaries(),
@@ -159,7 +161,8 @@ def _overview_context() -> dict:
         "legend": _legend(STATUSES),
         "totals": _cells(totals),
         "grand_total": sum(totals.values()),
-        "live": RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
+        "refreshing": refreshing,
+        "live": bool(refreshing) or RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
     }
 
 
@@ -167,15 +170,17 @@ def _active_problems(snapshots: list[RegionSnapshot]) -> dict:
     """What the overview shows first: regions the last refresh could not read, and failing alert channels."""
     return {
         "unreadable": [s for s in snapshots if s.error],
-        "failing_channels": list(AlertChannel.objects.filter(failing_since__isnull=False).order_by("name")),
+        "failing_channels": list(
+            AlertChannel.objects.filter(failing_since__isnull=False).only("name", "failing_since", "last_error")
+        ),
     }
 
 
 @login_required
 @require_GET
 def overview(request):
-    """One row per region of every target: counts per status, a colour bar, the last run. While a run is active
-    the table refreshes itself (htmx polling, stopped with 286 once nothing runs)."""
+    """One row per region of every target: counts per status, a colour bar, the last run. While a run or a
+    status refresh is active the table refreshes itself (htmx polling, stopped with 286 once nothing is)."""
     _require_viewer(request)
     context = _overview_context()
     if request.htmx:
@@ -251,8 +256,18 @@ def _lifecycle_words(state: ImageState) -> str:
 @login_required
 @require_GET
 def region_detail(request, region: str):
-    """Every synchronisable master image with its latest known status in one region, and the region's runs."""
+    """Every synchronisable master image with its latest known status in one region, and the region's runs.
+    While a status refresh of the region is active its statuses refresh themselves (htmx polling, as above)."""
     _require_viewer(request)
+    context = _region_context(region)
+    if request.htmx:
+        return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
+    context["runs"] = RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20]
+    return render(request, "sync/region.html", context)
+
+
+def _region_context(region: str) -> dict:
+    """What the region page's polled part shows: the region's statuses and the refreshes of it under way."""
     snapshot = RegionSnapshot.objects.filter(region=region).first()
     if snapshot is None:
         raise Http404(f"unknown region {region}")
@@ -267,15 +282,40 @@ def region_detail(request, region: str):
         for s in states
     ]
     found = Counter(state.status for state in states)
-    context = {
+    refreshing = [r for r in RefreshRequest.objects.active().order_by("requested_at") if r.covers(region)]
+    return {
         "snapshot": snapshot,
         "region": region,
         "images": images,
         "summary": [cell for cell in _cells(found) if cell[1]],
         "legend": _legend([status for status in STATUSES if found[status]]),
-        "runs": RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20],
+        "refreshing": refreshing,
+        "live": bool(refreshing),
     }
-    return render(request, "sync/region.html", context)
+
+
+@login_required
+@require_POST
+def refresh_now(request):
+    """Queue a status refresh of every region, or of the posted `region`. A click while a refresh of those
+    regions still waits for a worker is that refresh. htmx gets the page's polled part back, saying
+    "Refreshing…"; without JavaScript the page it came from shows the same after the redirect."""
+    _require_operator(request)
+    region = request.POST.get("region", "")
+    if region and not RegionSnapshot.objects.filter(region=region).exists():
+        raise Http404(f"unknown region {region}")
+    refresh, created = RefreshRequest.queue([region] if region else [], request.user.get_username())
+    if created:
+        AuditEntry.record(request.user, refresh, "create", ["regions"])
+    if request.htmx:
+        if region:
+            context = _region_context(region)
+            return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
+        context = _overview_context()
+        return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
+    said = "was queued" if created else "was already waiting for a task worker"
+    messages.success(request, f"A status refresh of {refresh.scope_label} {said}.")
+    return redirect("sync:region_detail", region=region) if region else redirect("sync:overview")
 
 
 # -- runs --------------------------------------------------------------------------------------------------
@@ -433,6 +473,9 @@ def decide_conflict(request):
         if error:
             return _conflicts_response(request, error)
     _apply_decisions(target, checksum)
+    # The conflict rows moved at once; a refresh of the target's regions then recomputes what that cannot:
+    # the reasons shown, and rotations (a decided checksum is no longer claimed as a renamed copy).
+    RefreshRequest.queue([f"{target.name}:"], request.user.get_username())
     return _conflicts_response(request, "")
 
 

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from django.urls import reverse
 
 from sync import crypto
-from sync.models import AuditEntry, ChecksumDecision, Defaults, MasterSettings, Region, Target
+from sync.models import AuditEntry, ChecksumDecision, Defaults, MasterSettings, RefreshRequest, Region, Target
 
 pytestmark = pytest.mark.django_db
 SECRET = "Very-Secret-Pw-42"
@@ -269,3 +269,113 @@ def test_an_api_token_is_shown_once_stored_hashed_and_revocable(admin_client, ad
     data = {"action": "revoke", "_selected_action": [row.pk]}
     admin_client.post(reverse("admin:sync_apitoken_changelist"), data)
     assert ApiToken.user_for(token) is None
+
+
+# -- a save queues a status refresh of the regions it affects --------------------------------------------------
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Record the refresh tasks enqueued (once the admin's transaction has committed)."""
+    calls = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kwargs: calls.append(args) or "task")
+    return calls
+
+
+def saved(admin_client, capture, url, data) -> str:
+    """POST the admin form, run what waits for the commit; the messages of the page it leads to."""
+    with capture(execute=True):
+        response = admin_client.post(url, data, follow=True)
+    assert response.status_code == 200 and response.redirect_chain, response.content.decode()[:2000]
+    return action_messages(response)
+
+
+def test_saving_the_master_settings_or_defaults_refreshes_every_region(
+    admin_client, enqueued, django_capture_on_commit_callbacks
+):
+    url = reverse("admin:sync_mastersettings_change", args=[1])
+    data = {"master_region": "Madrid", "max_children": "2", "cloud": "openstack", "images_dir": ""}
+    page = saved(admin_client, django_capture_on_commit_callbacks, url, data)
+    assert "A status refresh of every region was queued." in page
+    refresh = RefreshRequest.objects.get()
+    assert (refresh.regions, refresh.requested_by, enqueued) == ([], "admin", [(None,)])
+    page = saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_defaults_add"), {})
+    assert "A status refresh of every region was already waiting for a task worker: it will read this change." in page
+    assert RefreshRequest.objects.count() == 1 and len(enqueued) == 1
+
+
+def test_saving_a_target_refreshes_its_regions_once_with_its_inlines(
+    admin_client, enqueued, django_capture_on_commit_callbacks
+):
+    data = target_data(
+        new_password=SECRET,
+        **{
+            "regions-TOTAL_FORMS": "1", "regions-0-name": "Lisbon", "regions-0-enabled": "on",
+            "regions-0-position": "3", "decisions-TOTAL_FORMS": "1", "decisions-0-checksum": MD5,
+            "decisions-0-action": "rename",
+        },
+    )  # fmt: skip
+    page = saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_target_add"), data)
+    assert "A status refresh of the regions of partner was queued." in page
+    assert [r.regions for r in RefreshRequest.objects.all()] == [["partner:"]] and enqueued == [(["partner:"],)]
+
+
+def test_saving_the_master_target_refreshes_every_region_and_deleting_a_target_nothing(
+    admin_client, enqueued, django_capture_on_commit_callbacks
+):
+    master = Target.objects.create(name="master")
+    url = reverse("admin:sync_target_change", args=[master.pk])
+    saved(admin_client, django_capture_on_commit_callbacks, url, target_data(name="master"))
+    assert RefreshRequest.objects.get().regions == []  # every status compares with the master region
+    RefreshRequest.objects.all().delete()
+    partner = Target.objects.create(name="partner")
+    url = reverse("admin:sync_target_delete", args=[partner.pk])
+    page = saved(admin_client, django_capture_on_commit_callbacks, url, {"post": "yes"})
+    assert "status refresh" not in page and not RefreshRequest.objects.exists()
+
+
+def test_a_refused_form_queues_nothing(admin_client, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:sync_target_add"), target_data(metadata_condition="image.("))
+    assert response.status_code == 200 and not RefreshRequest.objects.exists() and enqueued == []
+
+
+def test_saving_regions_refreshes_them_in_one_request(admin_client, enqueued, django_capture_on_commit_callbacks):
+    partner = Target.objects.create(name="partner")
+    data = {"target": partner.pk, "name": "Lisbon", "enabled": "on", "position": "1"}
+    page = saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_region_add"), data)
+    assert "A status refresh of partner:Lisbon was queued." in page
+    RefreshRequest.objects.all().delete()
+    master = Target.objects.create(name="master")
+    regions = [Region.objects.get(name="Lisbon"), Region.objects.create(target=master, name="Bilbao", position=2)]
+    data = {"form-TOTAL_FORMS": "2", "form-INITIAL_FORMS": "2", "_save": "Save"}
+    for i, region in enumerate(regions):  # the list's editable columns, both changed in one POST
+        data |= {f"form-{i}-id": region.pk, f"form-{i}-position": str(10 + i)}
+    page = saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_region_changelist"), data)
+    assert [r.regions for r in RefreshRequest.objects.all()] == [["Bilbao", "partner:Lisbon"]]
+    assert "A status refresh of Bilbao, partner:Lisbon was queued." in page
+    RefreshRequest.objects.all().delete()
+    url = reverse("admin:sync_region_delete", args=[regions[1].pk])
+    saved(admin_client, django_capture_on_commit_callbacks, url, {"post": "yes"})
+    assert not RefreshRequest.objects.exists()  # the row only ordered the region: its statuses stay
+
+
+def test_a_checksum_decision_refreshes_its_targets_regions(admin_client, enqueued, django_capture_on_commit_callbacks):
+    MasterSettings.objects.filter(pk=1).update(cloud="files:/nowhere")  # any word is a checksum there
+    partner, other = Target.objects.create(name="partner"), Target.objects.create(name="other")
+    data = {"target": partner.pk, "checksum": MD5, "action": "rename", "reason": ""}
+    page = saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_checksumdecision_add"), data)
+    assert "A status refresh of the regions of partner was queued." in page
+    decision = ChecksumDecision.objects.get()
+    RefreshRequest.objects.all().delete()
+    url = reverse("admin:sync_checksumdecision_change", args=[decision.pk])
+    saved(admin_client, django_capture_on_commit_callbacks, url, data | {"action": "replace"})
+    assert [r.regions for r in RefreshRequest.objects.all()] == [["partner:"]]
+    RefreshRequest.objects.all().delete()
+    ChecksumDecision.objects.create(target=other, checksum="ch1", action="dontupdate")
+    chosen = list(ChecksumDecision.objects.values_list("pk", flat=True))
+    data = {"action": "delete_selected", "_selected_action": chosen, "post": "yes"}  # the confirmed bulk delete
+    saved(admin_client, django_capture_on_commit_callbacks, reverse("admin:sync_checksumdecision_changelist"), data)
+    assert not ChecksumDecision.objects.exists()
+    assert [r.regions for r in RefreshRequest.objects.all()] == [["other:", "partner:"]]
+    assert len(enqueued) == 3

@@ -4,8 +4,9 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from sync.models import ApiToken, AuditEntry, ChecksumDecision, MasterSettings, RegionRun, SyncRun
+from sync.models import ApiToken, AuditEntry, ChecksumDecision, MasterSettings, RefreshRequest, RegionRun, SyncRun
 from sync.tasks import refresh_status
 from tests.conftest import DEMO, user_with_role
 
@@ -243,6 +244,19 @@ def test_checksum_decisions_are_listed_added_and_removed(operator_api, console):
     assert operator_api.delete(f"/api/v1/targets/master/checksums?checksum={checksum}").status_code == 204
     assert operator_api.delete("/api/v1/targets/master/checksums").status_code == 400  # which checksum?
     assert [e.action for e in AuditEntry.objects.filter(username="otto")] == ["delete", "create", "delete", "create"]
+
+
+def test_a_decision_or_its_removal_queues_a_refresh_of_the_targets_regions(
+    operator_api, console, enqueued, django_capture_on_commit_callbacks
+):
+    checksum = "0123456789abcdef0123456789abcdef"
+    with django_capture_on_commit_callbacks(execute=True):
+        post(operator_api, "/api/v1/targets/partner/checksums", {"checksum": checksum, "action": "replace"})
+    assert [(r.regions, r.requested_by) for r in RefreshRequest.objects.all()] == [(["partner:"], "otto")]
+    RefreshRequest.objects.update(started_at=timezone.now())  # under way: the removal needs its own
+    with django_capture_on_commit_callbacks(execute=True):
+        assert operator_api.delete(f"/api/v1/targets/partner/checksums/{checksum}").status_code == 204
+    assert RefreshRequest.objects.count() == 2 and enqueued == [(["partner:"],), (["partner:"],)]
 
 
 @pytest.mark.parametrize(

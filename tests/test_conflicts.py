@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
-from sync.models import ApiToken, AuditEntry, ChecksumDecision, ImageState, MasterSettings
+from sync.models import ApiToken, AuditEntry, ChecksumDecision, ImageState, MasterSettings, RefreshRequest
 from sync.tasks import refresh_status
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +68,22 @@ def test_the_next_status_refresh_agrees_with_the_decision(operator_client, confi
     decide(operator_client, checksum, "rename")
     refresh_status()  # the engine, reading the decision from the database
     assert ImageState.objects.get(region=region, image_name=image).status == "pending_rename"
+
+
+def test_a_decision_and_its_undo_queue_a_refresh_of_the_targets_regions(
+    operator_client, configured, monkeypatch, django_capture_on_commit_callbacks
+):
+    enqueued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kwargs: enqueued.append(args) or "t")
+    _, _, checksum = conflict_checksums()[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        decide(operator_client, checksum, "rename")
+    refresh = RefreshRequest.objects.get()
+    assert (refresh.regions, refresh.requested_by, enqueued) == (["master:"], "otto", [(["master:"],)])
+    with django_capture_on_commit_callbacks(execute=True):
+        decide(operator_client, checksum, "undo")  # the first one still waits: it will read the undo too
+        decide(operator_client, "not a checksum!", "rename")  # refused: nothing changed
+    assert RefreshRequest.objects.count() == 1 and len(enqueued) == 1
 
 
 def test_it_refuses_bad_input_next_to_the_buttons(operator_client, configured):

@@ -336,8 +336,10 @@ def test_the_overview_and_matrix_use_a_constant_number_of_queries(viewer_client,
         for i in range(30)
         for j in range(120)
     )
-    for url in ("/", "/matrix/", "/matrix/?page=2&status=ok"):
-        with django_assert_max_num_queries(10):  # the issue's goal for these two pages
+    with django_assert_max_num_queries(11):  # 10, the goal of issue #6, + the failing alert channels (issue #14)
+        assert viewer_client.get("/").status_code == 200
+    for url in ("/matrix/", "/matrix/?page=2&status=ok"):
+        with django_assert_max_num_queries(10):  # the goal of issue #6
             assert viewer_client.get(url).status_code == 200
     for url in ("/preview/", "/conflicts/", "/runs/", "/schedules/", "/backups/", "/regions/extra:R1/"):
         with django_assert_max_num_queries(12):

@@ -110,3 +110,36 @@ def test_an_operator_sees_a_rotation_planned_and_followed(page, console, artifac
     expect(old.get_by_text("ok", exact=True)).to_be_visible()
     expect(page.get_by_role("cell", name="error_checksum")).to_have_count(1)  # rocky-9 by hand: a real conflict
     page.screenshot(path=artifacts / "region-rotated.png", full_page=True)
+
+
+def test_an_operator_refreshes_the_statuses_and_sees_the_new_counts_without_reloading(
+    page, console, demo_cloud, artifacts
+):
+    bilbao = demo_cloud / "backup_Bilbao.csv"
+    original = bilbao.read_bytes()
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="Bilbao", exact=True))
+    ok_cell = row.get_by_role("cell").nth(1)  # the target, then one cell per status: ok first
+    expect(ok_cell).to_have_text("9")
+    bilbao.write_bytes(b"".join(line for line in original.splitlines(True) if b"cirros-0.6.2-x86_64" not in line))
+
+    page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
+    page.get_by_role("button", name="Refresh now").click()
+    expect(page.get_by_role("status")).to_contain_text("Refreshing every region… asked by otto at")
+    page.screenshot(path=artifacts / "overview-refreshing.png", full_page=True)
+    expect(ok_cell).to_have_text("8", timeout=60_000)  # the cluster ran the refresh; htmx swapped the table
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=artifacts / "overview-refreshed.png", full_page=True)
+
+    page.get_by_role("link", name="Bilbao", exact=True).click()
+    expect(page.get_by_text("ok: 8")).to_be_visible()
+    bilbao.write_bytes(original)  # the copy is back
+    page.evaluate("window.stillTheSamePage = true")
+    page.get_by_role("button", name="Refresh now").click()
+    expect(page.get_by_role("status")).to_contain_text("Refreshing Bilbao…")
+    expect(page.get_by_text("ok: 9")).to_be_visible(timeout=60_000)
+    cirros = page.get_by_role("row").filter(has_text="cirros-0.6.2-x86_64")
+    expect(cirros.get_by_text("ok", exact=True)).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=artifacts / "region-refreshed.png", full_page=True)

@@ -65,8 +65,8 @@ def is_login_redirect(response) -> bool:
 
 def test_the_walk_covers_the_whole_site():
     names = {name for name, _ in site_urls()}
-    for expected in ("sync:overview", "sync:start_run", "sync:backup_file", "api:region_sync", "api:checksums",
-                     "admin:sync_target_change", "admin:sync_syncrun_changelist"):  # fmt: skip
+    for expected in ("sync:overview", "sync:start_run", "sync:refresh_now", "sync:backup_file", "api:region_sync",
+                     "api:checksums", "admin:sync_target_change", "admin:sync_syncrun_changelist"):  # fmt: skip
         assert expected in names
     assert len(names) > 60
 
@@ -146,6 +146,7 @@ def test_no_output_shows_a_stored_secret(
             client.post(reverse("sync:start_run"), {"region": ["Bilbao", "partner:Lisbon"]})
             client.post(reverse("sync:start_run"), {"region": ["Zaragoza"]})
             client.post(reverse("sync:make_backup"), {"region": ["Bilbao"]})
+            client.post(reverse("sync:refresh_now"), {"region": "partner:Lisbon"})  # its task result is searched too
         sent = [("webhook payload", json.dumps(body)) for body in failing.bodies + working.bodies]
     alerted = Alert.objects.count()  # the failed run, and the new error_ami it left in partner:Lisbon
     assert alerted >= 1 and len(sent) == 2 * alerted

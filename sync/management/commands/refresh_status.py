@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from sync.models import RefreshRequest
 from sync.tasks import refresh_status
 
 
@@ -14,11 +15,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         regions = options["regions"] or None
-        if options["queue"]:
-            from django_q.tasks import async_task
-
-            task_id = async_task("sync.tasks.refresh_status", regions, task_name="refresh statuses")
-            self.stdout.write(f"Status refresh queued (task {task_id}).")
+        if options["queue"]:  # as the console's "Refresh now": the pages say "Refreshing…" until it ends
+            refresh, created = RefreshRequest.queue(regions or [], requested_by="manage.py refresh_status")
+            if created:
+                self.stdout.write(f"Status refresh of {refresh.scope_label} queued (request {refresh.pk}).")
+            else:
+                self.stdout.write(f"A status refresh of {refresh.scope_label} was already waiting for a task worker.")
             return
         summary = refresh_status(regions)
         if summary.startswith("statuses not refreshed") or "; " in summary:
