@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,18 @@ def generate(images: int, regions: int) -> None:
         {"name": f"foreign-{i:04d}", "status": "active", "public": True, "size": i, "why": "owned by another project"}
         for i in range(RegionSnapshot.OTHER_IMAGES_KEPT)
     ]
+
+    def status(region_index: int, i: int) -> str:
+        return STATUSES[(i * 7 + region_index) % len(STATUSES)]
+
     RegionSnapshot.objects.bulk_create(
-        RegionSnapshot(region=n, target=n.split(":")[0], computed_at=now, other_images=others, other_images_total=900)
-        for n in names
-    )
+        RegionSnapshot(
+            region=n, target=n.split(":")[0], computed_at=now, other_images=others, other_images_total=900,
+            # what store_statuses keeps with the rows, and all /metrics reads of them
+            status_counts=dict(Counter(status(r, i) for i in range(images))),
+        )
+        for r, n in enumerate(names)
+    )  # fmt: skip
     StatusRefresh.objects.create(master_region="Master", regions=regions)
     for region_index, region in enumerate(names):
         ImageState.objects.bulk_create(
@@ -48,7 +57,7 @@ def generate(images: int, regions: int) -> None:
                 ImageState(
                     region=region,
                     image_name=f"image-{i:05d}",
-                    status=STATUSES[(i * 7 + region_index) % len(STATUSES)],
+                    status=status(region_index, i),
                     master_checksum=f"{i:032x}",
                     region_checksum=f"{i + region_index:032x}",
                     size=i * 1024,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -164,8 +166,14 @@ def store_statuses(
             defaults={
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
+                "status_counts": status_counts(statuses),
             },
         )  # fmt: skip
+
+
+def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:
+    """{status: images}, stored with the rows: /metrics reads these instead of counting the rows."""
+    return dict(sorted(Counter(entry.status for entry in statuses).items()))
 
 
 def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:
