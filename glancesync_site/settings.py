@@ -16,6 +16,7 @@ from glancesync_site.environment import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_str,
     load_or_create_secret_key,
 )
@@ -180,6 +181,9 @@ GLANCESYNC_REDISPATCH_SECONDS = env_int("GLANCESYNC_REDISPATCH_SECONDS", 900)
 # /readyz: a task cluster beats every minute (the recovery sweep); the snapshot is refreshed every 15 minutes.
 GLANCESYNC_READY_HEARTBEAT_SECONDS = env_int("GLANCESYNC_READY_HEARTBEAT_SECONDS", 180)
 GLANCESYNC_READY_REFRESH_SECONDS = env_int("GLANCESYNC_READY_REFRESH_SECONDS", 3600)
+
+# /metrics answers, without a token, to clients whose address (REMOTE_ADDR: not behind a proxy) is in these.
+GLANCESYNC_METRICS_NETWORKS = env_networks("GLANCESYNC_METRICS_NETWORKS")
 
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")
