@@ -5,6 +5,7 @@ Only django.core.exceptions is imported, so settings.py (and tests) can use thes
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -48,6 +49,18 @@ def env_list(name: str, default: str = "", environ: Mapping[str, str] | None = N
     if raw is None or not raw.strip():
         raw = default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str = "", environ: Mapping[str, str] | None = None) -> list[str]:
+    """A comma-separated list of networks in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`; an address alone is
+    one host), normalised; anything else is an error."""
+    networks = []
+    for item in env_list(name, default, environ):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network (use CIDR, e.g. 10.0.0.0/8)") from None
+    return networks
 
 
 def env_int(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:

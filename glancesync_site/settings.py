@@ -16,6 +16,7 @@ from glancesync_site.environment import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_str,
     load_or_create_secret_key,
 )
@@ -204,6 +205,9 @@ GLANCESYNC_CONSOLE_URL = env_str("GLANCESYNC_CONSOLE_URL", "").rstrip("/")
 GLANCESYNC_ALERT_ATTEMPTS = env_int("GLANCESYNC_ALERT_ATTEMPTS", 4)
 GLANCESYNC_ALERT_RETRY_SECONDS = env_int("GLANCESYNC_ALERT_RETRY_SECONDS", 60)
 GLANCESYNC_ALERT_TIMEOUT_SECONDS = EMAIL_TIMEOUT  # webhook requests too
+
+# /metrics answers, without a token, to clients whose address (REMOTE_ADDR: not behind a proxy) is in these.
+GLANCESYNC_METRICS_NETWORKS = env_networks("GLANCESYNC_METRICS_NETWORKS")
 
 # Where images live: "files:<folder of backup CSVs>" (the demo cloud) or "openstack".
 GLANCESYNC_CLOUD = env_str("GLANCESYNC_CLOUD", f"files:{DATA_DIR / 'demo-cloud'}")

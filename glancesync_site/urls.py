@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from sync import health
+from sync import health, metrics
 from sync.api import api
 
 urlpatterns = [
@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),  # no trailing slash: what probes are usually given
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),  # Prometheus: an API token, or an allowed network
     path("", include("sync.urls")),
 ]

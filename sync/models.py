@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import IntegrityError, models, transaction
+from django.db.models import Count
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -537,6 +538,12 @@ class RegionSnapshot(models.Model):
         null=True, blank=True, help_text="The first of the refreshes in a row that could not read the region."
     )
     read_failures = models.PositiveIntegerField(default=0, help_text="Refreshes in a row that could not read it.")
+    status_counts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{status: images} of the region's ImageState rows, kept with them so /metrics never counts "
+        "millions of rows per scrape.",
+    )
 
     OTHER_IMAGES_KEPT = 500  # a page and a row of bounded size, even for a region full of foreign images
 
@@ -547,6 +554,17 @@ class RegionSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot of {self.region}"
+
+    @classmethod
+    def recount(cls, regions: list[str]) -> None:
+        """Store the status counts of these regions again from their ImageState rows (after rows changed status
+        in place); call it in the transaction that changed them."""
+        counts: dict[str, dict[str, int]] = {region: {} for region in regions}
+        rows = ImageState.objects.filter(region__in=regions).values_list("region", "status").annotate(n=Count("id"))
+        for region, status, n in rows.order_by("region", "status"):
+            counts[region][status] = n
+        for region, by_status in counts.items():
+            cls.objects.filter(region=region).update(status_counts=by_status)
 
 
 class ImageState(models.Model):

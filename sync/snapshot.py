@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -203,6 +205,7 @@ def store_statuses(
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
+                "status_counts": status_counts(statuses),
             },
         )  # fmt: skip
     return new_problems
@@ -223,6 +226,11 @@ def _new_problems(region: str, rows: list[ImageState]) -> list[dict]:
         for row in problems
         if (row.image_name, row.status) not in before
     ]
+
+
+def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:
+    """{status: images}, stored with the rows: /metrics reads these instead of counting the rows."""
+    return dict(sorted(Counter(entry.status for entry in statuses).items()))
 
 
 def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:

@@ -448,11 +448,15 @@ def _apply_decisions(target: Target, checksum: str) -> int:
     if checksum != "any":
         rows = rows.filter(region_checksum=checksum)
     changed = 0
-    for row in rows:
-        status = checksum_status(row.region_checksum, policy)
-        if status != row.status:
-            ImageState.objects.filter(pk=row.pk).update(status=status)
-            changed += 1
+    regions_changed: set[str] = set()
+    with transaction.atomic():  # the rows and their regions' status counts change together
+        for row in rows:
+            status = checksum_status(row.region_checksum, policy)
+            if status != row.status:
+                ImageState.objects.filter(pk=row.pk).update(status=status)
+                changed += 1
+                regions_changed.add(row.region)
+        RegionSnapshot.recount(sorted(regions_changed))
     return changed
 
 

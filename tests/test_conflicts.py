@@ -1,11 +1,21 @@
 """The conflicts page: checksum conflicts grouped per target and checksum, decisions and their undo."""
 
+from collections import Counter
+
 import pytest
 from django.core.management import call_command
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
-from sync.models import ApiToken, AuditEntry, ChecksumDecision, ImageState, MasterSettings, RefreshRequest
+from sync.models import (
+    ApiToken,
+    AuditEntry,
+    ChecksumDecision,
+    ImageState,
+    MasterSettings,
+    RefreshRequest,
+    RegionSnapshot,
+)
 from sync.tasks import refresh_status
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +34,11 @@ def conflict_checksums() -> list[tuple[str, str, str]]:
     return sorted(
         ImageState.objects.filter(status="error_checksum").values_list("region", "image_name", "region_checksum")
     )
+
+
+def counts_agree_with_rows(region: str) -> bool:
+    rows = ImageState.objects.filter(region=region).values_list("status", flat=True)
+    return RegionSnapshot.objects.get(region=region).status_counts == dict(Counter(rows))
 
 
 def decide(client, checksum, action, target="master", htmx=True):
@@ -53,11 +68,13 @@ def test_a_decision_moves_the_rows_and_undo_moves_them_back(operator_client, con
     assert response.status_code == 200 and "Not recorded" not in response.content.decode()
     assert "<html" not in response.content.decode()  # the htmx partial, swapped in place
     assert ImageState.objects.get(region=region, image_name=image).status == status
+    assert counts_agree_with_rows(region)  # what /metrics reports follows the decision
     decision = ChecksumDecision.objects.get(checksum=checksum)
     assert (decision.action, decision.created_by.username) == (action, "otto")
     assert "Undo this decision" in response.content.decode()
     decide(operator_client, checksum, "undo")
     assert ImageState.objects.get(region=region, image_name=image).status == "error_checksum"
+    assert counts_agree_with_rows(region)
     assert not ChecksumDecision.objects.filter(checksum=checksum).exists()
     mine = AuditEntry.objects.filter(username="otto", model="checksumdecision").order_by("id")
     assert [e.action for e in mine] == ["create", "delete"]

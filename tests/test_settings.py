@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from glancesync_site.environment import env_bool, env_list, load_or_create_secret_key
+from glancesync_site.environment import env_bool, env_list, env_networks, load_or_create_secret_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,6 +65,15 @@ def test_env_bool_rejects_unknown_words():
 def test_env_list():
     assert env_list("X", "a,b", environ={}) == ["a", "b"]
     assert env_list("X", "a", environ={"X": " h1 , ,h2 "}) == ["h1", "h2"]
+
+
+def test_env_networks():
+    assert env_networks("X", environ={}) == []
+    assert env_networks("X", environ={"X": "10.0.0.0/8, 192.0.2.7,2001:db8::/32, 10.1.2.3/16"}) == [
+        "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "10.1.0.0/16",
+    ]  # fmt: skip
+    with pytest.raises(ImproperlyConfigured, match="X: '10.0.0.0/33' is not a network"):
+        env_networks("X", environ={"X": "10.0.0.0/8,10.0.0.0/33"})
 
 
 def _settings_in_subprocess(tmp_path, code, **env):
@@ -124,7 +133,12 @@ def test_environment_overrides(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DJANGO_DEBUG", "maybe"), ("GLANCESYNC_DB_ENGINE", "oracle"), ("GLANCESYNC_LOG_LEVEL", "LOUD")],
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("GLANCESYNC_DB_ENGINE", "oracle"),
+        ("GLANCESYNC_LOG_LEVEL", "LOUD"),
+        ("GLANCESYNC_METRICS_NETWORKS", "intranet"),
+    ],
 )
 def test_bad_environment_values_are_clear_errors(tmp_path, name, value):
     result = _settings_in_subprocess(tmp_path, "print(settings.DEBUG)", **{name: value})

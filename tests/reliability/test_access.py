@@ -1,6 +1,6 @@
-"""Every URL of the site, walked: anonymous users get the login page or 401, viewers get 403 (or 405) on every
-mutation but their own API tokens, and no page, API answer, log line, task result, run log, backup or dump
-shows a stored secret (target passwords, webhook URLs, the SMTP password).
+"""Every URL of the site, walked: anonymous users get the login page or 401 (the API, /metrics), viewers get 403
+(or 405) on every mutation but their own API tokens, and no page, API answer, metrics body, alert, log line, task
+result, run log, backup or dump shows a stored secret (target passwords, webhook URLs, the SMTP password).
 
 The secrets carry a unique marker, so a leak is found wherever it lands, in clear or base64.
 """
@@ -29,6 +29,8 @@ pytestmark = pytest.mark.django_db
 
 # Anyone may open these: the login forms, and the API's description (no data in it). Logging out needs no role.
 PUBLIC = {"login", "admin:login", "api:openapi-json", "logout", "admin:logout", "healthz", "readyz"}
+# For scrapers: an API token (or an allowed network), never the login page; anonymous gets 401 (tests/test_metrics.py).
+TOKEN_ONLY = {"metrics"}
 # Every user with a role manages their own API tokens (a token acts with its owner's role): tests/test_api_tokens.py.
 OWN_TOKENS = {"sync:api_tokens", "sync:revoke_api_token"}
 SAMPLES = {"region": "Bilbao", "run_id": "1", "task_id": "1", "backup_id": "1", "name": "backup_Bilbao.csv",
@@ -77,7 +79,9 @@ def test_anonymous_users_get_the_login_page_or_401(client, method):
         if name in PUBLIC:
             continue
         response = getattr(client, method)(url)
-        if url.startswith("/api/"):
+        if name in TOKEN_ONLY:
+            assert response.status_code == (401 if method == "get" else 405), (name, url, response.status_code)
+        elif url.startswith("/api/"):
             assert response.status_code in (401, 405), (name, url, response.status_code)
         else:
             assert is_login_redirect(response) or response.status_code == 405, (name, url, response.status_code)
@@ -174,6 +178,7 @@ def test_no_output_shows_a_stored_secret(
     outputs += [("task result", str(t.result)) for t in Task.objects.all()]
     outputs += [("backup file", p.read_text()) for b in Backup.objects.all() for p in b.files()]
     assert RegionRun.objects.filter(state="done").count() == 2 and Task.objects.exists()
+    assert "glancesync_region_readable{" in dict(bodies)["metrics"]  # the metrics body was read, and searched
     assert [where for where, text in outputs if leaks(text, marker)] == []
     assert [where for where, text in outputs if token in text] == []
     assert not re.search(r"Traceback \(most recent call last\)", "".join(text for _, text in bodies))
