@@ -27,7 +27,16 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from sync.engine.model import STATUSES
-from sync.models import FINISHED_STATES, ApiToken, ClusterHeartbeat, RegionRun, RegionSnapshot, RunState, SyncRun
+from sync.models import (
+    FINISHED_STATES,
+    AlertChannel,
+    ApiToken,
+    ClusterHeartbeat,
+    RegionRun,
+    RegionSnapshot,
+    RunState,
+    SyncRun,
+)
 
 # Upper bounds of the duration buckets, in seconds: a dry run takes seconds, a sync of big images hours.
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -61,7 +70,7 @@ def _duration_aggregates() -> dict:
 
 
 class FleetCollector(Collector):
-    """The metric families of one scrape, from five queries."""
+    """The metric families of one scrape, from six queries."""
 
     def collect(self) -> Iterator[Metric]:
         readable = ExpressionWrapper(Q(error=""), output_field=BooleanField())
@@ -80,6 +89,7 @@ class FleetCollector(Collector):
         )
         yield from _region_tasks([{**row, "dry_run": row["run__dry_run"]} for row in tasks.order_by()])
         yield _heartbeat()
+        yield _alert_channels()
 
 
 def _images(snapshots: list[tuple]) -> Metric:
@@ -188,6 +198,17 @@ def _heartbeat() -> Metric:
     if age is not None:
         heartbeat.add_metric([], age)
     return heartbeat
+
+
+def _alert_channels() -> Metric:
+    failing = GaugeMetricFamily(
+        "glancesync_alert_channel_failing",
+        "1 if an alert could not be delivered to the channel after every retry (until one is), else 0.",
+        labels=["channel", "kind"],
+    )
+    for name, kind, since in AlertChannel.objects.filter(enabled=True).values_list("name", "kind", "failing_since"):
+        failing.add_metric([name, kind], 0 if since is None else 1)
+    return failing
 
 
 REGISTRY = CollectorRegistry()  # private: nothing of the process (GC, CPU) is mixed with the fleet's state

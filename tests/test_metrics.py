@@ -16,7 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sync import runs
 from sync.engine.model import STATUSES
-from sync.models import ApiToken, ClusterHeartbeat, ImageState, RegionRun, RegionSnapshot, RunState, SyncRun
+from sync.models import (
+    AlertChannel,
+    ApiToken,
+    ClusterHeartbeat,
+    ImageState,
+    RegionRun,
+    RegionSnapshot,
+    RunState,
+    SyncRun,
+)
 from sync.tasks import refresh_status
 from tests.conftest import user_with_role
 
@@ -230,6 +239,7 @@ def test_every_series_is_prefixed_and_documented(client, token):
         "glancesync_region_tasks_active": "gauge",
         "glancesync_uploaded_bytes": "counter",
         "glancesync_cluster_heartbeat_age_seconds": "gauge",
+        "glancesync_alert_channel_failing": "gauge",
     }
     assert all(family.documentation for family in families)
 
@@ -257,7 +267,7 @@ def fleet(regions: int) -> None:
 def test_a_scrape_costs_the_same_queries_whatever_the_fleet(client, settings, django_assert_num_queries, regions):
     settings.GLANCESYNC_METRICS_NETWORKS = ["127.0.0.1/32"]  # a token adds its own lookups (3 queries)
     fleet(regions)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         response = client.get("/metrics")
     assert response.status_code == 200
     assert response.content.count(b'glancesync_region_readable{region="') == regions
@@ -266,10 +276,22 @@ def test_a_scrape_costs_the_same_queries_whatever_the_fleet(client, settings, dj
 def test_a_token_costs_three_more_queries(client, token, django_assert_num_queries):
     fleet(3)
     client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")  # stores the token's last use (once a minute)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
 
 
 def test_an_operators_token_works_too(client, django_user_model):
     _, token = ApiToken.issue(user_with_role(django_user_model, "otto", "operator"), "t")
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+
+def test_it_reports_which_alert_channels_are_failing(client, token):
+    AlertChannel.objects.create(name="chat", kind="webhook", webhook_url="https://hooks.example.org/secret")
+    AlertChannel.objects.create(name="mail", kind="email", recipients="a@example.org", failing_since=timezone.now())
+    AlertChannel.objects.create(name="off", kind="email", recipients="a@example.org", enabled=False)
+    values = scrape(client, token)
+    failing = {
+        dict(labels)["channel"]: v for (name, labels), v in values.items() if name == "glancesync_alert_channel_failing"
+    }
+    assert failing == {"chat": 0, "mail": 1}
+    assert "hooks.example.org" not in client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
