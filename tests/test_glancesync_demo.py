@@ -246,3 +246,22 @@ def test_it_syncs_to_what_its_readme_says(copy):
     assert sevilla["centos-stream-9-x86_64"].hidden is False, "a hidden copy is the copy: shown like its master"
     bilbao = {image.name: image for image in read_backup(copy / "backup_Bilbao.csv", "Bilbao")}
     assert bilbao["octavia-amphora-haproxy-x64"].tags == {"amphora"}, "Octavia finds its image by tag"
+
+
+@pytest.mark.django_db
+def test_the_console_demo_uploads_at_the_demo_rate_and_its_progress_moves(settings, tmp_path):
+    from sync.clouds.base import ImageSource
+    from sync.demo import DEMO_RATE_MB_S
+    from sync.engine.model import Image
+    from sync.models import MasterSettings
+
+    settings.GLANCESYNC_CLOUD = f"files:{tmp_path / 'cloud'}"
+    out = demo("--console")
+    assert "Demo configuration imported" in out
+    cloud_url = MasterSettings.load().cloud
+    assert cloud_url == f"files:{tmp_path / 'cloud'}?rate={DEMO_RATE_MB_S}"
+    session = cloud_from_url(cloud_url).session(load_config(str(DEMO_CONFIG)).targets["master"])
+    image = Image(name="big", id="x", region="Madrid", owner="o", checksum="c", size=DEMO_RATE_MB_S * 250_000)
+    seen = []
+    session.upload_image("Bilbao", image, ImageSource(session, "Madrid", image), lambda done, total: seen.append(done))
+    assert len(seen) >= 10 and seen[0] < seen[-1] == image.size  # a quarter of a second, in moving steps

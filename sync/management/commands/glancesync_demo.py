@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.clouds import FILES_SCHEME
 from sync.dbconfig import database_configured
+from sync.demo import DEMO_RATE_MB_S
 from sync.models import MasterSettings
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
@@ -89,7 +90,7 @@ class Command(BaseCommand):
             return
         if not database_configured():
             call_command("import_glancesync_conf", str(DEMO_CONFIG), stdout=io.StringIO())
-            MasterSettings.objects.filter(pk=1).update(cloud=f"{FILES_SCHEME}{path}")
+            MasterSettings.objects.filter(pk=1).update(cloud=f"{FILES_SCHEME}{path}?rate={DEMO_RATE_MB_S}")
             self.stdout.write("Demo configuration imported into the database (edit it in the admin).")
         user_model = get_user_model()
         if not user_model.objects.exists():
