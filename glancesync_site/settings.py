@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files, before anything that needs a session
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +151,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+# `collectstatic` (scripts/run does it) writes hashed, compressed copies; WhiteNoise serves them with a cache
+# lifetime of a year, since a changed file gets a new name. The development server (GLANCESYNC_DEV) and the tests
+# (tests/conftest.py) use the plain storage, which needs no collectstatic.
+DEV = env_bool("GLANCESYNC_DEV", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEV
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # --- Background tasks (django-q2) ------------------------------------------------------------------------
 
@@ -255,3 +268,10 @@ SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 if HTTPS:
     SECURE_HSTS_SECONDS = env_int("GLANCESYNC_HSTS_SECONDS", 3600)
+    # Behind the HTTPS proxy, which must set X-Forwarded-Proto (and pass Host): requests are known to be HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapers on the inside
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("GLANCESYNC_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    # includeSubDomains and preload bind every host of the domain: the domain owner's decision, not the console's.
+    SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]

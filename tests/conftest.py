@@ -79,3 +79,14 @@ def webhook():
 
     with WebhookReceiver() as receiver:
         yield receiver
+
+
+def pytest_configure(config):
+    """Pages render with the plain static storage: the hashed one needs `collectstatic`, which scripts/run and the
+    tests of serving (tests/test_serving.py) run themselves."""
+    from django.conf import settings
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
