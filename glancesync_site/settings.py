@@ -8,6 +8,7 @@ generated on first run into <data dir>/secret_key (mode 0600).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "ninja",
     "sync.apps.SyncAppConfig",
+    "axes",  # last, as django-axes asks
 ]
 
 MIDDLEWARE = [
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "sync.middleware.api_errors",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login with the lockout page
 ]
 
 ROOT_URLCONF = "glancesync_site.urls"
@@ -249,7 +252,21 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # django-axes says INFO at every start and login; its lockouts are warnings. Logins are in the audit log.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# --- Login throttling (django-axes) -----------------------------------------------------------------------
+
+# After GLANCESYNC_LOGIN_ATTEMPTS failed logins of one user name from one address, that pair is locked out for
+# GLANCESYNC_LOGIN_LOCKOUT_MINUTES (the console's and the admin's login alike); a success resets the count. The
+# address is REMOTE_ADDR: behind a proxy that is the proxy's, so the lockout is then per user name.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("GLANCESYNC_LOGIN_ATTEMPTS", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("GLANCESYNC_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # --- Security --------------------------------------------------------------------------------------------
 

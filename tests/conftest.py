@@ -90,3 +90,4 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    settings.STATIC_ROOT = None  # nothing collected: WhiteNoise serves nothing from it (and does not warn)
