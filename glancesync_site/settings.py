@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from glancesync_site.environment import (
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "ninja",
     "sync.apps.SyncAppConfig",
+    "csp",
     "axes",  # last, as django-axes asks
 ]
 
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "sync.middleware.api_errors",
     "axes.middleware.AxesMiddleware",  # answers a locked-out login with the lockout page
@@ -254,6 +257,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # django-axes says INFO at every start and login; its lockouts are warnings. Logins are in the audit log.
     "loggers": {"axes": {"level": "WARNING"}},
+}
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------------------
+
+# Scripts only from our own static files: no inline script or handler runs, so injected markup cannot run code.
+# Inline styles stay allowed: progress bars set their width, and Bootstrap's and htmx's scripts set styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Bootstrap's icons are data: SVGs
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 # --- Login throttling (django-axes) -----------------------------------------------------------------------

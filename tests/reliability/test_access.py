@@ -73,6 +73,26 @@ def test_the_walk_covers_the_whole_site():
     assert len(names) > 60
 
 
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def test_every_answer_carries_the_security_headers(client, admin_client, demo_cloud):
+    refresh_status()
+    for name, url in site_urls():
+        for who in (client, admin_client):
+            response = who.get(url)
+            for header, value in SECURITY_HEADERS.items():
+                assert response.get(header) == value, (name, url, header)
+            policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+            assert policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'", (name, url)
+            assert policy["default-src"] == "'self'" and policy["object-src"] == "'none'", (name, url)
+
+
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_anonymous_users_get_the_login_page_or_401(client, method):
     for name, url in site_urls():
