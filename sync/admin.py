@@ -29,6 +29,14 @@ from sync.models import (
     Target,
 )
 
+# The admin is GlanceSync's: its name in the header and the window title (templates/admin/base_site.html adds a
+# link back to the console, the site at site_url). Only active staff get past its login (Django's has_permission),
+# and they see the models their permissions allow: the console's roles grant none.
+admin.site.site_header = "GlanceSync administration"
+admin.site.site_title = "GlanceSync admin"
+admin.site.index_title = "Configuration and accounts"
+admin.site.site_url = "/"
+
 
 def target_region_names(target: Target) -> tuple[list[str], str]:
     """(bare region names with an image service, "") or ([], a message without any secret)."""

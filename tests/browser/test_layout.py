@@ -140,7 +140,10 @@ def test_it_reaches_every_page_from_the_phone_menu(browser, console, django_user
     expect(page.locator("#main-nav")).to_have_class(re.compile(r"\bshow\b"))  # unfolded: the animation is over
     page.screenshot(path=artifacts / "menu-phone.png", full_page=True)
     page.get_by_role("link", name="Admin", exact=True).click()  # staff only
-    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+    expect(page.get_by_role("heading", name="Configuration and accounts")).to_be_visible()
+    page.screenshot(path=artifacts / "admin-phone.png")
+    page.get_by_role("link", name="← GlanceSync console").click()  # and back
+    expect(page.get_by_role("heading", name="Regions", exact=True)).to_be_visible()
 
     page.goto(console + "/")  # the rest is linked from the pages themselves
     page.get_by_role("link", name="Images × regions matrix").click()
