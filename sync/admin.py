@@ -145,7 +145,8 @@ class RefreshMixin:
 
 class SingletonAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
-        return not self.model.objects.exists()
+        # There is one row at most; the user's permission still decides (a staff user without it never sees it).
+        return super().has_add_permission(request) and not self.model.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -2,6 +2,7 @@
 get past its login, and staff see only the models their permissions allow)."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from sync.models import MasterSettings, Target
@@ -59,6 +60,35 @@ def test_a_non_staff_viewer_or_operator_cannot_change_anything_through_the_admin
     response = client.post(reverse("admin:sync_mastersettings_add"), {"master_region": "Madrid", "max_children": 1})
     assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
     assert not MasterSettings.objects.exists()
+
+
+@pytest.mark.parametrize("role", [None, "operator"])
+def test_a_staff_user_without_model_permissions_sees_no_model(client, django_user_model, role):
+    """Django's default, kept: the console's roles (here an operator) give no model permission in the admin. The
+    one-row models (master settings, defaults) are not offered for adding either, though none exists yet."""
+    user = user_with_role(django_user_model, "stan", role) if role else django_user_model.objects.create_user("stan")
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    index = client.get(reverse("admin:index"))
+    assert index.status_code == 200 and index.context["app_list"] == []
+    assert "permission to view or edit anything" in index.content.decode()
+    for url in DATA_PAGES[1:]:
+        assert client.get(reverse(url)).status_code == 403, url
+    assert client.post(reverse("admin:sync_mastersettings_add"), {"master_region": "Madrid"}).status_code == 403
+    assert not MasterSettings.objects.exists()
+
+
+def test_a_staff_user_sees_only_the_models_of_his_permissions(client, django_user_model):
+    user = django_user_model.objects.create_user("stan", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_target"))
+    client.force_login(user)
+    apps = client.get(reverse("admin:index")).context["app_list"]
+    assert [(app["app_label"], [model["object_name"] for model in app["models"]]) for app in apps] == [
+        ("sync", ["Target"])
+    ]
+    assert client.get(reverse("admin:sync_target_changelist")).status_code == 200
+    assert client.get(reverse("admin:sync_region_changelist")).status_code == 403
 
 
 def test_the_console_links_to_the_admin_for_staff_only(client, django_user_model):
