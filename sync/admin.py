@@ -29,6 +29,14 @@ from sync.models import (
     Target,
 )
 
+# The admin is GlanceSync's: its name in the header and the window title (templates/admin/base_site.html adds a
+# link back to the console, the site at site_url). Only active staff get past its login (Django's has_permission),
+# and they see the models their permissions allow: the console's roles grant none.
+admin.site.site_header = "GlanceSync administration"
+admin.site.site_title = "GlanceSync admin"
+admin.site.index_title = "Configuration and accounts"
+admin.site.site_url = "/"
+
 
 def target_region_names(target: Target) -> tuple[list[str], str]:
     """(bare region names with an image service, "") or ([], a message without any secret)."""
@@ -137,7 +145,8 @@ class RefreshMixin:
 
 class SingletonAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
-        return not self.model.objects.exists()
+        # There is one row at most; the user's permission still decides (a staff user without it never sees it).
+        return super().has_add_permission(request) and not self.model.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -82,19 +82,27 @@ def test_it_shows_every_region_with_its_status_counts(viewer_client, cloud):
     assert sorted(expected) == REGIONS
     for region, counts in expected.items():
         assert rows[region][1] == ("master" if ":" not in region else "partner")
-        assert rows[region][2:-2] == [str(n) for n in counts], region
+        assert rows[region][2] == ""  # the share bar
+        assert rows[region][3:-1] == [str(n) for n in counts], region
         assert rows[region][-1] == "never"
-    assert rows["Bilbao"][2:-2] == ["9", "0", "1", "9", "1", "1", "1", "0", "0", "22"]
+    assert rows["Bilbao"][3:-1] == ["9", "0", "1", "9", "1", "1", "1", "0", "0", "22"]
     totals = [str(sum(c[i] for c in expected.values())) for i in range(len(STATUSES) + 1)]
-    assert rows["All regions but the master"][1:-2] == totals
+    assert rows["All regions but the master"][2:-1] == totals
     assert rows["Madrid master"][1] == "master"  # the master region's row comes first, marked
 
 
 def test_it_labels_each_status_column_with_its_name(viewer_client, cloud):
     client = viewer_client
     _, html = get(client, "/")
-    header = table_rows(html)[0]
-    assert header == ["Region", "Target", *STATUSES, "Total", "Share", "Last run"]
+    groups, columns = table_rows(html)[:2]
+    assert groups == ["Region", "Target", "Share", "ok", "pending", "error", "Total", "Last run"]
+    head = html[html.index("<thead>") : html.index("</thead>")]
+    assert re.findall(r'<span class="visually-hidden">(\w+)</span>', head) == list(STATUSES)  # read out in full
+    assert re.findall(r'<span aria-hidden="true">(\w+)</span>', head) == [
+        "ok", "stalled", "metadata", "upload", "replace", "rename", "ami", "checksum", "ami",
+    ]  # fmt: skip
+    assert columns[3] == "upload pending_upload"
+    assert 'title="pending_upload: not in the region' in head  # the tooltip says it in full
     assert "Master region" in text(html) and "Madrid" in text(html)
 
 
@@ -213,7 +221,7 @@ def test_it_shows_a_broken_region_in_its_row_only(viewer_client, cloud):
     rows = {row[0]: row for row in table_rows(html) if row}
     assert rows["Zaragoza"][2].startswith("Cannot read this region:")
     assert "expected 9 columns (or up to 12), found 4" in rows["Zaragoza"][2]
-    assert rows["Bilbao"][-3] == "22"
+    assert rows["Bilbao"][-2] == "22"
 
 
 def test_it_explains_a_bad_configuration_without_its_password(viewer_client, cloud, settings, tmp_path):
