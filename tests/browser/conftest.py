@@ -65,10 +65,20 @@ def console(live_server, demo_cloud, settings, tmp_path, django_user_model):
     cluster.stop()
 
 
+def csp_violations(page) -> list[str]:
+    """The Content-Security-Policy violations the page reports from now on (chromium logs each to the console)."""
+    found: list[str] = []
+    page.on(
+        "console", lambda message: found.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    return found
+
+
 @pytest.fixture
 def page(browser, console):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    violations = csp_violations(page)
     page.set_default_timeout(20_000)
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm and confirm() dialogs: say yes
     page.goto(console + "/")
@@ -77,3 +87,4 @@ def page(browser, console):
     page.get_by_role("button", name="Log in").click()
     yield page
     context.close()
+    assert violations == [], "the page broke its Content-Security-Policy"

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from sync import runs, tasks
 from sync.forms import SyncScheduleForm
 from sync.models import Alert, AlertChannel, AlertDelivery, ApiToken, Backup, SyncRun
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, csp_violations
 from tests.cluster import wait_for
 from tests.conftest import user_with_role
 
@@ -84,9 +84,10 @@ def test_it_fits_every_page_at_laptop_and_phone_widths(browser, console, content
         "runs": "/runs/", "run": f"/runs/{content}/", "schedules": "/schedules/", "backups": "/backups/",
         "alerts": "/alerts/", "tokens": "/tokens/",
     }  # fmt: skip
-    too_wide = []
+    too_wide, watched = [], []
     for name, window in WINDOWS.items():
         page = log_in(browser, console, window)
+        watched.append(csp_violations(page))
         for page_name, path in pages.items():
             page.goto(console + path)
             expect(page.locator("h1")).to_be_visible()
@@ -119,6 +120,8 @@ def test_it_fits_every_page_at_laptop_and_phone_widths(browser, console, content
             too_wide.append(f"/accounts/login/ at {window['width']} px: {fit}")
         login.context.close()
     assert not too_wide, "\n".join(too_wide)
+    violations = [text for found in watched for text in found]
+    assert violations == [], violations  # every page, with htmx, runs under the Content-Security-Policy
 
 
 def test_it_reaches_every_page_from_the_phone_menu(browser, console, django_user_model, artifacts):
