@@ -7,3 +7,6 @@ class SyncAppConfig(AppConfig):
     name = "sync"
     verbose_name = "GlanceSync"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from sync import signals  # noqa: F401  (connects the login audit receivers)

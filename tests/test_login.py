@@ -59,3 +59,19 @@ def test_no_password_is_stored_with_the_attempts(client, otto):
     log_in(client, "a-guessed-Secret-9")
     (attempt,) = AccessAttempt.objects.all()
     assert "a-guessed-Secret-9" not in attempt.post_data and attempt.failures_since_start == 1
+
+
+def test_logins_failures_and_lockouts_are_in_the_audit_log(client, otto, settings):
+    from sync.models import AuditEntry
+
+    log_in(client, PASSWORD)
+    client.logout()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in(client, "guess-Secret-7", address="10.0.0.9")
+    entries = list(AuditEntry.objects.filter(model="login").order_by("id").values_list("action", "object_repr"))
+    assert entries[0] == ("login", "otto from 10.0.0.1")
+    assert sorted(entries[1:]) == [("failed", "otto from 10.0.0.9")] * settings.AXES_FAILURE_LIMIT + [
+        ("locked", "otto from 10.0.0.9")
+    ]  # django-axes tells of the lockout before Django tells of the last failure
+    assert AuditEntry.objects.filter(model="login", action="login").get().user == otto
+    assert not AuditEntry.objects.filter(object_repr__contains="guess-Secret-7").exists()

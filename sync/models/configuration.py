@@ -361,6 +361,9 @@ class AuditEntry(models.Model):
         CREATE = "create"
         CHANGE = "change"
         DELETE = "delete"
+        LOGIN = "login", "logged in"
+        FAILED = "failed", "login failed"
+        LOCKED = "locked", "locked out (too many failed logins)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, blank=True)
@@ -377,6 +380,17 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.when:%Y-%m-%d %H:%M} {self.username or '?'} {self.action} {self.model} {self.object_repr}"
+
+    @classmethod
+    def record_login(cls, action: str, username: str, address: str, user=None) -> AuditEntry:
+        """A login, a failed one or a lockout: who (the name given), from where; never the password."""
+        return cls.objects.create(
+            user=user if getattr(user, "pk", None) else None,
+            username=username[:150],
+            model="login",
+            object_repr=f"{username} from {address or 'an unknown address'}"[:200],
+            action=action,
+        )
 
     @classmethod
     def record(cls, user, obj, action: str, changed_fields=(), username: str = "") -> AuditEntry:
