@@ -23,6 +23,8 @@ bind = f"{os.environ.get('GLANCESYNC_HOST', '127.0.0.1')}:{os.environ.get('GLANC
 worker_class = "gthread"
 workers = _int("GLANCESYNC_WEB_WORKERS", 2)
 threads = _int("GLANCESYNC_WEB_THREADS", 8)
-timeout = _int("GLANCESYNC_WEB_TIMEOUT", 60)  # a page never takes long: a stuck one is killed
+timeout = _int("GLANCESYNC_WEB_TIMEOUT", 60)
+# htmx polls every 2 s: an idle connection must outlive that, or it is closed just as the next poll reuses it.
+keepalive = 30  # a page never takes long: a stuck one is killed
 accesslog = "-" if os.environ.get("GLANCESYNC_ACCESS_LOG", "") in ("1", "true", "yes", "on") else None
 forwarded_allow_ips = os.environ.get("GLANCESYNC_FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -156,7 +156,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(env_str("GLANCESYNC_STATIC_ROOT", str(DATA_DIR / "static"))).expanduser().resolve()
 # `collectstatic` (scripts/run does it) writes hashed, compressed copies; WhiteNoise serves them with a cache
 # lifetime of a year, since a changed file gets a new name. The development server (GLANCESYNC_DEV) and the tests
 # (tests/conftest.py) use the plain storage, which needs no collectstatic.

@@ -15,6 +15,8 @@ def _address(request) -> str:
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs) -> None:
+    if request is None or request.method != "POST":  # not a login form (the test client's force_login)
+        return
     AuditEntry.record_login(AuditEntry.Action.LOGIN, user.get_username(), _address(request), user)
 
 

@@ -1,4 +1,5 @@
-"""Browser tests: Playwright driving Debian's chromium against a live server, a real qcluster and the demo cloud.
+"""Browser tests: Playwright driving Debian's chromium against the console served by gunicorn and WhiteNoise (as
+scripts/run serves it), a real qcluster and the demo cloud.
 
 Screenshots go to $GLANCESYNC_ARTIFACTS_DIR (default: test-artifacts/ in the repository). Without chromium the
 tests are skipped, unless GLANCESYNC_REQUIRE_BROWSER=1 (CI) makes that a failure.
@@ -15,6 +16,7 @@ from sync.models import MasterSettings
 from sync.tasks import refresh_status
 from tests.cluster import DEMO, ROOT, Cluster
 from tests.conftest import user_with_role
+from tests.web import Web, collected_static
 
 CHROMIUM = os.environ.get("GLANCESYNC_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "browser-test-password"
@@ -51,9 +53,15 @@ def artifacts(request) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory) -> Path:
+    return collected_static(tmp_path_factory.mktemp("static"))
+
+
 @pytest.fixture
-def console(live_server, demo_cloud, settings, tmp_path, django_user_model):
-    """The demo configuration in the database, its snapshot, an operator account and a running cluster."""
+def console(transactional_db, static_root, demo_cloud, settings, tmp_path, django_user_model):
+    """The demo configuration in the database, its snapshot, an operator account, a running cluster, and the
+    console served as in production (gunicorn, WhiteNoise): its URL."""
     settings.GLANCESYNC_CLOUD = f"files:{demo_cloud}?latency=0.1"
     call_command("import_glancesync_conf", str(DEMO / "glancesync.conf"), stdout=None)
     MasterSettings.objects.filter(pk=1).update(cloud=settings.GLANCESYNC_CLOUD)
@@ -61,7 +69,9 @@ def console(live_server, demo_cloud, settings, tmp_path, django_user_model):
     user_with_role(django_user_model, "otto", "operator", PASSWORD)
     cluster = Cluster(tmp_path, settings.GLANCESYNC_CLOUD)
     cluster.start()
-    yield live_server.url
+    web = Web(tmp_path, settings.GLANCESYNC_CLOUD, static_root).start()
+    yield web.url
+    web.stop()
     cluster.stop()
 
 

@@ -1,5 +1,6 @@
-"""Crashes: the web process killed (-9) in the middle of requests that start runs; after a restart nothing is
-half-written and nothing is stuck. (A worker killed mid-upload: tests/queue/test_cluster.py, with its recovery.)"""
+"""Crashes: the web server (gunicorn, every process of it) killed (-9) in the middle of requests that start runs;
+after a restart nothing is half-written and nothing is stuck. (A worker killed mid-upload:
+tests/queue/test_cluster.py, with its recovery.)"""
 
 from __future__ import annotations
 
@@ -15,19 +16,22 @@ from sync.models import RegionRun, SyncRun
 from sync.tasks import refresh_status
 from tests.cluster import wait_for
 from tests.conftest import user_with_role
-from tests.reliability.test_load import REGIONS, free_port, start_web
+from tests.reliability.test_load import REGIONS
+from tests.web import Web, collected_static
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_killing_the_web_process_mid_request_leaves_no_half_written_run(
-    tmp_path, demo_cloud, settings, django_user_model
+    tmp_path, tmp_path_factory, demo_cloud, settings, django_user_model
 ):
     refresh_status()
     client = Client()
     client.force_login(user_with_role(django_user_model, "otto", "operator"))
     cookie, csrf = client.cookies["sessionid"].value, "x" * 32
-    server, url = start_web(tmp_path, settings.GLANCESYNC_CLOUD, free_port())
+    static = collected_static(tmp_path_factory.mktemp("static"))
+    server = Web(tmp_path, settings.GLANCESYNC_CLOUD, static).start()
+    url = server.url
 
     def hammer(region: str) -> None:
         session = requests.Session()
@@ -44,19 +48,18 @@ def test_killing_the_web_process_mid_request_leaves_no_half_written_run(
     for thread in threads:
         thread.start()
     wait_for(lambda: SyncRun.objects.count() >= 4, timeout=30, what="some runs to be started")
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+    os.killpg(server.process.pid, signal.SIGKILL)  # the arbiter and its workers at once
+    server.process.wait()
     for thread in threads:
         thread.join()
 
     # Every run the dead process recorded is whole: one RegionRun per region asked for.
     for run in SyncRun.objects.all():
         assert run.region_runs.count() == len(run.regions), run
-    server, url = start_web(tmp_path, settings.GLANCESYNC_CLOUD, free_port())
+    server = Web(tmp_path, settings.GLANCESYNC_CLOUD, static).start()
     try:
         session = requests.Session()
         session.cookies.update({"sessionid": cookie})
-        assert session.get(f"{url}/runs/", timeout=10).status_code == 200  # the restarted site works
+        assert session.get(f"{server.url}/runs/", timeout=10).status_code == 200  # the restarted site works
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
