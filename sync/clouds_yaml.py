@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from sync.models import AuditEntry, Region, Target
+from sync.models import AuditEntry, Region, SingletonModel, Target
 
 WHO = "import_clouds_yaml"
 PASSWORD_AUTH_TYPES = {"password", "v3password", "v2password"}
@@ -234,7 +234,8 @@ class CloudImport:
         AuditEntry.record(self.user, obj, action, fields, username=self.username)
         shown = f" ({', '.join(sorted(fields))})" if fields and action == "change" else ""
         verb = {"create": "create", "change": "update", "delete": "delete"}[action]
-        self.changes.append(f"{verb} {obj._meta.verbose_name} {obj}{shown}")
+        named = "" if isinstance(obj, SingletonModel) else f" {obj}"  # "update master settings (...)"
+        self.changes.append(f"{verb} {obj._meta.verbose_name}{named}{shown}")
 
     def run(self, prepared: dict[str, Prepared], master: str | None = None) -> None:
         """Import every prepared cloud (`master`: the cloud imported as the target `master`)."""
