@@ -1,5 +1,6 @@
 """`manage.py glancesync_demo` and the demo data it copies (sync/demo)."""
 
+import importlib
 import io
 from pathlib import Path
 
@@ -197,6 +198,21 @@ def test_it_never_imports_the_demo_over_a_configuration_the_user_made(console_fo
     assert configuration() == before
     assert not Target.objects.filter(name="partner").exists()
     assert not MasterSettings.objects.filter(demo=True).exists()
+
+
+@pytest.mark.django_db
+def test_the_migration_marks_a_demo_imported_before_the_flag_existed(console_folder):
+    from django.apps import apps
+
+    mark_the_demo = importlib.import_module("sync.migrations.0019_mastersettings_demo").mark_the_demo
+    demo("--console")
+    MasterSettings.objects.update(demo=False)  # as a database of the previous version holds it
+    mark_the_demo(apps, None)
+    assert MasterSettings.objects.get().demo
+    Target.objects.filter(name="master").update(auth_url="https://keystone.example.org/v3")  # the user's own
+    MasterSettings.objects.update(demo=False)
+    mark_the_demo(apps, None)
+    assert not MasterSettings.objects.get().demo
 
 
 # --- the demo data ------------------------------------------------------------------------------------------
