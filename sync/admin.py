@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from sync import alerts
 from sync.engine.model import GlanceSyncError
-from sync.forms import AlertChannelAdminForm, SyncScheduleForm, TargetAdminForm
+from sync.forms import AlertChannelAdminForm, MasterSettingsAdminForm, SyncScheduleForm, TargetAdminForm
 from sync.models import (
     CHANNEL_EVENTS,
     OPTION_FIELDS,
@@ -269,7 +269,8 @@ class DefaultsAdmin(SingletonAdmin):
 
 @admin.register(MasterSettings)
 class MasterSettingsAdmin(SingletonAdmin):
-    list_display = ("__str__", "master_region", "max_children", "default_dry_run", "cloud")
+    form = MasterSettingsAdminForm
+    list_display = ("__str__", "master_region", "max_children", "default_dry_run", "cloud", "demo")
 
 
 @admin.register(Region)

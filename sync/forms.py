@@ -1,5 +1,6 @@
-"""Forms of the configuration admin: the target form with a write-only password, the alert channel form with a
-write-only webhook URL, schedules and API tokens."""
+"""Forms of the configuration admin: the target form with a write-only password, the master settings with the
+master region chosen among the known regions, the alert channel form with a write-only webhook URL, schedules
+and API tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from django import forms
 from django.utils import timezone
 from django_q.models import Schedule
 
-from sync.models import SCHEDULED_RUN, AlertChannel, AlertEvent, ApiToken, SyncSchedule, Target
+from sync.models import (
+    SCHEDULED_RUN,
+    AlertChannel,
+    AlertEvent,
+    ApiToken,
+    MasterSettings,
+    Region,
+    SyncSchedule,
+    Target,
+)
 
 PASSWORD_FORM_FIELDS = ("new_password", "clear_password")
 # Every editable Target field but the stored password, which the form never renders.
@@ -66,6 +76,31 @@ class TargetAdminForm(forms.ModelForm):
         if self.cleaned_data.get("new_password") or self.cleaned_data.get("clear_password"):
             names.append("password")
         return names
+
+
+class MasterSettingsAdminForm(forms.ModelForm):
+    """The master region is chosen among the regions the database knows for the target master, not typed: a
+    typo would only show at the next refresh. The current value stays offered when it is not one of them (a
+    demo's master region, a region not discovered yet)."""
+
+    master_region = forms.ChoiceField(
+        required=False,
+        help_text="A region of the target master: the Regions of that target (the Target admin's "
+        "<em>Discover regions</em> action adds those of its catalog).",
+    )
+
+    class Meta:
+        model = MasterSettings
+        fields = ["master_region", "max_children", "default_dry_run", "cloud", "images_dir", "demo"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        known = Region.objects.filter(target__name="master").order_by("position", "name")
+        choices = [(name, name) for name in known.values_list("name", flat=True)]
+        current = self.instance.master_region
+        if current and current not in dict(choices):
+            choices.append((current, f"{current} (not a known region of target master)"))
+        self.fields["master_region"].choices = [("", "---------"), *choices]
 
 
 class SyncScheduleForm(forms.ModelForm):

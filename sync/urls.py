@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sync import views
+from sync import connect_views, views
 
 app_name = "sync"
 
@@ -28,4 +28,7 @@ urlpatterns = [
     path("alerts/", views.alerts, name="alerts"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:token_id>/revoke/", views.revoke_api_token, name="revoke_api_token"),
+    path("connect/", connect_views.connect, name="connect"),
+    path("connect/review/", connect_views.connect_review, name="connect_review"),
+    path("connect/cancel/", connect_views.connect_cancel, name="connect_cancel"),
 ]

@@ -22,7 +22,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, F, Max, Q, Sum, Value, When, Window
+from django.db.models import Case, Count, F, Max, Q, Subquery, Sum, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -42,6 +42,7 @@ from sync.models import (
     Backup,
     ChecksumDecision,
     ImageState,
+    MasterSettings,
     RefreshRequest,
     RegionRun,
     RegionSnapshot,
@@ -148,8 +149,17 @@ def _require_operator(request) -> None:
         raise PermissionDenied("You need the operator role for this.")
 
 
+def _latest_refresh() -> tuple[StatusRefresh | None, bool]:
+    """The last status refresh, and whether the demo configuration is in use, read in the same query."""
+    demo = MasterSettings.objects.filter(pk=1).values("demo")[:1]
+    refresh = StatusRefresh.objects.annotate(demo_in_use=Subquery(demo)).first()
+    if refresh is None:
+        return None, MasterSettings.demo_in_use()
+    return refresh, bool(refresh.demo_in_use)
+
+
 def _overview_context() -> dict:
-    refresh = StatusRefresh.objects.first()
+    refresh, demo = _latest_refresh()
     refreshing = list(RefreshRequest.objects.active().order_by("requested_at"))  # of any region: all are shown
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(
@@ -178,6 +188,7 @@ def _overview_context() -> dict:
         )
     return {
         "refresh": refresh,
+        "demo": demo,
         "master_region": master_region,
         "problems": _active_problems(snapshots),
         "rows": rows,

@@ -282,6 +282,30 @@ def enqueued(monkeypatch):
     return calls
 
 
+def test_the_master_region_is_chosen_among_the_regions_of_the_master_target(admin_client):
+    master, partner = Target.objects.create(name="master"), Target.objects.create(name="partner")
+    Region.objects.create(target=master, name="RegionTwo", position=1)
+    Region.objects.create(target=master, name="RegionOne", position=0)
+    Region.objects.create(target=partner, name="Lisbon", position=2)
+    url = reverse("admin:sync_mastersettings_change", args=[1])
+    response = admin_client.get(url)
+    assert '<select name="master_region"' in response.content.decode()
+    assert list(response.context["adminform"].form.fields["master_region"].choices) == [
+        ("", "---------"),
+        ("RegionOne", "RegionOne"),
+        ("RegionTwo", "RegionTwo"),
+        ("Madrid", "Madrid (not a known region of target master)"),  # the current value, kept
+    ]
+    data = {"master_region": "Lisbon", "max_children": "1", "cloud": "openstack", "images_dir": ""}
+    response = admin_client.post(url, data)  # a region of another target
+    assert response.status_code == 200 and "master_region" in response.context["adminform"].form.errors
+    assert MasterSettings.load().master_region == "Madrid"
+    assert admin_client.post(url, {**data, "master_region": "RegionTwo"}).status_code == 302
+    assert MasterSettings.load().master_region == "RegionTwo"
+    choices = admin_client.get(url).context["adminform"].form.fields["master_region"].choices
+    assert [value for value, _ in choices] == ["", "RegionOne", "RegionTwo"]
+
+
 def saved(admin_client, capture, url, data) -> str:
     """POST the admin form, run what waits for the commit; the messages of the page it leads to."""
     with capture(execute=True):

@@ -1,5 +1,6 @@
 """`manage.py glancesync_demo` and the demo data it copies (sync/demo)."""
 
+import importlib
 import io
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import STATUSES
 from sync.engine.reporter import RecordingReporter
+from sync.models import MasterSettings, Region, Target
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "sync" / "demo"
@@ -147,6 +149,70 @@ def test_it_says_when_the_console_reads_another_folder(settings, tmp_path):
     settings.GLANCESYNC_CLOUD = f"files:{tmp_path / 'console'}"
     out = demo("--path", str(tmp_path / "elsewhere"))
     assert f"set GLANCESYNC_CLOUD=files:{tmp_path / 'elsewhere'}" in out
+
+
+# --- --console: the demo configuration in the database (scripts/run) ---------------------------------------
+
+
+@pytest.fixture
+def console_folder(settings, tmp_path):
+    """The embedded default: SQLite and a files: cloud whose folder the demo is copied into."""
+    settings.GLANCESYNC_CLOUD = f"files:{tmp_path / 'demo-cloud'}"
+    settings.DATA_DIR = tmp_path / "data"  # the Fernet key file of the demo's passwords
+    return tmp_path / "demo-cloud"
+
+
+def configuration() -> tuple:
+    targets = list(Target.objects.order_by("name").values_list("name", "auth_url", "user", "project_name"))
+    regions = list(Region.objects.order_by("name").values_list("target__name", "name", "enabled", "position"))
+    return targets, regions, list(MasterSettings.objects.values())
+
+
+@pytest.mark.django_db
+def test_it_imports_the_demo_configuration_once_marked_as_the_demo(console_folder):
+    out = demo("--console")
+    assert "Demo configuration imported into the database" in out and "Demo operator account created" in out
+    main = MasterSettings.objects.get()
+    assert (main.master_region, main.cloud, main.demo) == ("Madrid", f"files:{console_folder}", True)
+    assert sorted(Target.objects.values_list("name", flat=True)) == ["master", "partner"]
+    before = configuration()
+    out = demo("--console")
+    assert "Demo configuration imported" not in out and "account created" not in out
+    assert configuration() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("made", ["connected", "targets only"])
+def test_it_never_imports_the_demo_over_a_configuration_the_user_made(console_folder, made):
+    """A cloud connected (master region set, the demo replaced), or targets imported without a master region yet
+    (import_clouds_yaml): scripts/run keeps it as it is."""
+    target = Target.objects.create(
+        name="master", auth_url="https://keystone.example.org/v3", user="me", password="pw", project_name="p"
+    )
+    Region.objects.create(target=target, name="RegionOne", position=0)
+    if made == "connected":
+        MasterSettings.objects.create(pk=1, master_region="RegionOne", cloud="openstack", demo=False)
+    before = configuration()
+    out = demo("--console")
+    assert "Demo configuration imported" not in out
+    assert configuration() == before
+    assert not Target.objects.filter(name="partner").exists()
+    assert not MasterSettings.objects.filter(demo=True).exists()
+
+
+@pytest.mark.django_db
+def test_the_migration_marks_a_demo_imported_before_the_flag_existed(console_folder):
+    from django.apps import apps
+
+    mark_the_demo = importlib.import_module("sync.migrations.0020_mastersettings_demo").mark_the_demo
+    demo("--console")
+    MasterSettings.objects.update(demo=False)  # as a database of the previous version holds it
+    mark_the_demo(apps, None)
+    assert MasterSettings.objects.get().demo
+    Target.objects.filter(name="master").update(auth_url="https://keystone.example.org/v3")  # the user's own
+    MasterSettings.objects.update(demo=False)
+    mark_the_demo(apps, None)
+    assert not MasterSettings.objects.get().demo
 
 
 # --- the demo data ------------------------------------------------------------------------------------------

@@ -471,10 +471,10 @@ def _file_chunks(path: str) -> Iterator[bytes]:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _connect(target: TargetPolicy) -> Connection:
+def _connect(target: TargetPolicy, timeout: float = CALL_TIMEOUT) -> Connection:
     """A connection from the target's clouds.yaml entry, or from its user/password/url/tenant."""
     if target.cloud_name:
-        return openstack.connect(cloud=target.cloud_name, api_timeout=CALL_TIMEOUT, **_tls(target))
+        return openstack.connect(cloud=target.cloud_name, api_timeout=timeout, **_tls(target))
     if not (target.keystone_url and target.user and target.password is not None and target.tenant):
         raise GlanceSyncError("user, password, keystone_url and tenant are all needed")
     credentials = {"username": target.user, "password": target.password, "project_name": target.tenant}
@@ -486,7 +486,7 @@ def _connect(target: TargetPolicy) -> Connection:
     return Connection(
         auth_url=_auth_url(target.keystone_url, version),
         identity_api_version=version,
-        api_timeout=CALL_TIMEOUT,
+        api_timeout=timeout,
         **credentials,
         **scope,
         **_tls(target),

@@ -176,6 +176,12 @@ class MasterSettings(SingletonModel):
         max_length=1000, default="openstack", help_text="'openstack', or 'files:DIR' (a folder of backup CSVs)."
     )
     images_dir = models.CharField(max_length=1000, blank=True, help_text="Optional folder of master image files.")
+    demo = models.BooleanField(
+        "demo configuration",
+        default=False,
+        help_text="The configuration is the built-in demo's (imported by `scripts/run`). The overview says so, "
+        "and Connect a cloud replaces it whole, after a confirmation.",
+    )
 
     class Meta:
         verbose_name = "master settings"
@@ -188,6 +194,10 @@ class MasterSettings(SingletonModel):
     def load(cls):
         obj = cls.objects.filter(pk=1).first()
         return obj if obj is not None else cls(pk=1, cloud=settings.GLANCESYNC_CLOUD)
+
+    @classmethod
+    def demo_in_use(cls) -> bool:
+        return cls.objects.filter(pk=1, demo=True).exists()
 
     def clean(self):
         super().clean()

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from sync.clouds import FILES_SCHEME
 from sync.dbconfig import database_configured
 from sync.demo import DEMO_RATE_MB_S
-from sync.models import MasterSettings
+from sync.models import MasterSettings, Target
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_CLOUD = DEMO_DIR / "cloud"
@@ -88,10 +88,15 @@ class Command(BaseCommand):
         if not _embedded_default() or console_cloud_folder() != path:
             self.stdout.write("Not the embedded default (SQLite and this demo cloud): the console is left as it is.")
             return
-        if not database_configured():
+        # A configuration already there is kept: the demo's, or one a user made (connected, imported, edited;
+        # targets imported without a master region yet count too).
+        if not (database_configured() or Target.objects.exists()):
             call_command("import_glancesync_conf", str(DEMO_CONFIG), stdout=io.StringIO())
-            MasterSettings.objects.filter(pk=1).update(cloud=f"{FILES_SCHEME}{path}?rate={DEMO_RATE_MB_S}")
-            self.stdout.write("Demo configuration imported into the database (edit it in the admin).")
+            MasterSettings.objects.filter(pk=1).update(cloud=f"{FILES_SCHEME}{path}?rate={DEMO_RATE_MB_S}", demo=True)
+            self.stdout.write(
+                "Demo configuration imported into the database (edit it in the admin; "
+                "Connect a cloud in the console replaces it with your OpenStack)."
+            )
         user_model = get_user_model()
         if not user_model.objects.exists():
             password = secrets.token_urlsafe(12)
