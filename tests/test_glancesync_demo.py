@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from sync.clouds import cloud_from_url
+from sync.demo import DEMO_RATE_MB_S
 from sync.engine.backup import read_backup
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
@@ -173,7 +174,11 @@ def test_it_imports_the_demo_configuration_once_marked_as_the_demo(console_folde
     out = demo("--console")
     assert "Demo configuration imported into the database" in out and "Demo operator account created" in out
     main = MasterSettings.objects.get()
-    assert (main.master_region, main.cloud, main.demo) == ("Madrid", f"files:{console_folder}", True)
+    assert (main.master_region, main.cloud, main.demo) == (
+        "Madrid",
+        f"files:{console_folder}?rate={DEMO_RATE_MB_S}",
+        True,
+    )
     assert sorted(Target.objects.values_list("name", flat=True)) == ["master", "partner"]
     before = configuration()
     out = demo("--console")
@@ -317,7 +322,6 @@ def test_it_syncs_to_what_its_readme_says(copy):
 @pytest.mark.django_db
 def test_the_console_demo_uploads_at_the_demo_rate_and_its_progress_moves(settings, tmp_path):
     from sync.clouds.base import ImageSource
-    from sync.demo import DEMO_RATE_MB_S
     from sync.engine.model import Image
     from sync.models import MasterSettings
 
