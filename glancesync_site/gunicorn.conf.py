@@ -27,4 +27,7 @@ timeout = _int("GLANCESYNC_WEB_TIMEOUT", 60)
 # htmx polls every 2 s: an idle connection must outlive that, or it is closed just as the next poll reuses it.
 keepalive = 30  # a page never takes long: a stuck one is killed
 accesslog = "-" if os.environ.get("GLANCESYNC_ACCESS_LOG", "") in ("1", "true", "yes", "on") else None
+# gunicorn 27's runtime control socket is one path per user: several servers (tests, or a second instance) would
+# contend for it, and the console needs none of its commands.
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("GLANCESYNC_FORWARDED_ALLOW_IPS", "127.0.0.1")
