@@ -232,3 +232,17 @@ def test_local_login_off_keeps_superusers_while_a_keystone_is_configured(client,
     Target.objects.all().delete()  # no Keystone to log in with: local accounts log in again
     settings.GLANCESYNC_KEYSTONE_URL = ""
     assert client.post(reverse("login"), {"username": "otto", "password": "local-Passw0rd-1"}).status_code == 302
+
+
+def test_keystone_sessions_end_when_keystone_login_is_turned_off(client, db, django_user_model, settings):
+    from tests.conftest import role_group
+
+    user = django_user_model.objects.create_user("kim")
+    user.groups.add(role_group("viewer"))
+    KeystoneIdentity.objects.create(
+        user=user, keystone_user_id="k1", name="kim", auth_url="x", project="p", checked_at="2026-01-01T00:00Z"
+    )
+    client.force_login(user, backend="sync.keystone_login.KeystoneBackend")
+    assert client.get(reverse("sync:overview")).status_code == 200
+    settings.GLANCESYNC_KEYSTONE_LOGIN = False
+    assert client.get(reverse("sync:overview")).status_code == 302  # to the login page
