@@ -63,6 +63,38 @@ def env_networks(name: str, default: str = "", environ: Mapping[str, str] | None
     return networks
 
 
+def parse_role_mapping(name: str, raw: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """`keystone_role=console_role,...` as a dict keyed by the case-folded Keystone role name; every value one of
+    ``allowed``. A malformed item, an unknown console role, a role mapped twice or an empty mapping is an error."""
+    mapping: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not keystone_role=console_role (e.g. reader=viewer)")
+        value = value.lower()
+        if value not in allowed:
+            raise ImproperlyConfigured(f"{name}: {item!r}: {value!r} is not a console role (use {', '.join(allowed)})")
+        if mapping.get(key.casefold(), value) != value:
+            raise ImproperlyConfigured(f"{name}: the Keystone role {key!r} is mapped to two console roles")
+        mapping[key.casefold()] = value
+    if not mapping:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} maps no Keystone role (e.g. reader=viewer; GLANCESYNC_KEYSTONE_LOGIN=off turns Keystone "
+            "login off)"
+        )
+    return mapping
+
+
+def env_role_mapping(
+    name: str, default: str, allowed: tuple[str, ...], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A `keystone_role=console_role,...` variable (see parse_role_mapping); ``default`` when unset or blank."""
+    return parse_role_mapping(name, env_str(name, default, environ), allowed)
+
+
 def env_int(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
     raw = env_str(name, environ=environ)
     if not raw:

@@ -19,6 +19,7 @@ from glancesync_site.environment import (
     env_int,
     env_list,
     env_networks,
+    env_role_mapping,
     env_str,
     load_or_create_secret_key,
 )
@@ -277,12 +278,45 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# --- Keystone login (issue #16) ---------------------------------------------------------------------------
+
+# The login form also accepts Keystone credentials, checked against the master target's Keystone (auth URL, API
+# version, TLS settings, user domain, project) when the console's cloud is OpenStack; each variable below that is
+# set replaces one of those. The console's roles come from the user's Keystone roles in that project, at every login.
+GLANCESYNC_KEYSTONE_LOGIN = env_bool("GLANCESYNC_KEYSTONE_LOGIN", default=True)
+GLANCESYNC_KEYSTONE_URL = env_str("GLANCESYNC_KEYSTONE_URL")
+GLANCESYNC_KEYSTONE_PROJECT = env_str("GLANCESYNC_KEYSTONE_PROJECT")
+GLANCESYNC_KEYSTONE_PROJECT_DOMAIN = env_str("GLANCESYNC_KEYSTONE_PROJECT_DOMAIN")
+GLANCESYNC_KEYSTONE_USER_DOMAIN = env_str("GLANCESYNC_KEYSTONE_USER_DOMAIN")  # the form's default domain
+GLANCESYNC_KEYSTONE_CACERT = env_str("GLANCESYNC_KEYSTONE_CACERT")
+GLANCESYNC_KEYSTONE_INSECURE = env_bool("GLANCESYNC_KEYSTONE_INSECURE", default=None)  # None: the master target's
+# Keystone role name -> console role (viewer, operator, or staff: operator and the admin site).
+GLANCESYNC_KEYSTONE_ROLES = env_role_mapping(
+    "GLANCESYNC_KEYSTONE_ROLES", "reader=viewer,member=operator,admin=staff", ("viewer", "operator", "staff")
+)
+# A Keystone user's session ends when its token would (Keystone's token lifetime), or after this many seconds if
+# that comes first; 0: the token's lifetime only.
+GLANCESYNC_KEYSTONE_SESSION_SECONDS = env_int("GLANCESYNC_KEYSTONE_SESSION_SECONDS", 0)
+GLANCESYNC_KEYSTONE_TIMEOUT = env_int("GLANCESYNC_KEYSTONE_TIMEOUT", 10)  # seconds per request to Keystone
+# Off: while Keystone login is on (and a Keystone configured), local passwords log in superusers only (break-glass).
+GLANCESYNC_LOCAL_LOGIN = env_bool("GLANCESYNC_LOCAL_LOGIN", default=True)
+if GLANCESYNC_KEYSTONE_SESSION_SECONDS < 0:
+    raise ImproperlyConfigured("GLANCESYNC_KEYSTONE_SESSION_SECONDS must be 0 (the token's lifetime) or more")
+if GLANCESYNC_KEYSTONE_TIMEOUT < 1:
+    raise ImproperlyConfigured("GLANCESYNC_KEYSTONE_TIMEOUT must be at least 1 second")
+
 # --- Login throttling (django-axes) -----------------------------------------------------------------------
 
 # After GLANCESYNC_LOGIN_ATTEMPTS failed logins of one user name from one address, that pair is locked out for
 # GLANCESYNC_LOGIN_LOCKOUT_MINUTES (the console's and the admin's login alike); a success resets the count. The
 # address is REMOTE_ADDR: behind a proxy that is the proxy's, so the lockout is then per user name.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Then local accounts (Django's ModelBackend, which also gives every user the permissions of its groups), then
+# Keystone (sync/keystone_login.py): throttling and the login audit cover both.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "sync.keystone_login.LocalAccountBackend",
+    "sync.keystone_login.KeystoneBackend",
+]
 AXES_FAILURE_LIMIT = env_int("GLANCESYNC_LOGIN_ATTEMPTS", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("GLANCESYNC_LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -20,6 +20,7 @@ from sync.models import (
     AuditEntry,
     ChecksumDecision,
     Defaults,
+    KeystoneIdentity,
     MasterSettings,
     RefreshRequest,
     Region,
@@ -454,3 +455,22 @@ class AlertChannelAdmin(AuditMixin, admin.ModelAdmin):
                 self.message_user(request, f"{channel.name}: the test alert failed: {problem}", messages.ERROR)
             else:
                 self.message_user(request, f"{channel.name}: test alert sent", messages.SUCCESS)
+
+
+@admin.register(KeystoneIdentity)
+class KeystoneIdentityAdmin(admin.ModelAdmin):
+    """The users that Keystone logins made, read-only: Keystone decides their roles at every login. Deleting the
+    user (Users, superusers) lets a Keystone user of that name start again."""
+
+    list_display = ("user", "name", "domain", "console_role", "roles", "checked_at", "created_at")
+    list_filter = ("console_role", "domain")
+    search_fields = ("user__username", "name", "keystone_user_id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

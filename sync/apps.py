@@ -9,4 +9,4 @@ class SyncAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sync import signals  # noqa: F401  (connects the login audit receivers)
+        from sync import keystone_login, signals  # noqa: F401  (connect the login audit and session receivers)

@@ -4,13 +4,13 @@
   and the AuditEntry of every change;
 - `runs`: SyncRun, RegionRun, RegionLock, ClusterHeartbeat, SyncSchedule, Backup;
 - `snapshot`: RegionSnapshot, ImageState, StatusRefresh, RefreshRequest;
-- `access`: ApiToken;
+- `access`: ApiToken, KeystoneIdentity (a user made by a Keystone login);
 - `alerts`: AlertChannel, Alert, AlertDelivery.
 
 Everything is importable from `sync.models`, as before the split.
 """
 
-from sync.models.access import ApiToken
+from sync.models.access import ApiToken, KeystoneIdentity
 from sync.models.alerts import (
     CHANNEL_EVENTS,
     Alert,
@@ -74,5 +74,5 @@ __all__ = [
     "Region", "RegionLock", "RegionRun", "RegionSnapshot", "RegionSnapshotQuerySet", "RunState", "SingletonModel",
     "StatusRefresh", "SyncRun", "SyncSchedule", "SyncScheduleManager", "Target", "TargetOptions",
     "checksums_must_be_hex", "csv_items", "default_channel_events", "is_set", "normalise_csv", "validate_checksum",
-    "validate_condition",
+    "validate_condition", "KeystoneIdentity",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Access to the API: per-user tokens, stored as digests."""
+"""Access: per-user API tokens (stored as digests), and the users that Keystone logins made."""
 
 from __future__ import annotations
 
@@ -53,3 +53,34 @@ class ApiToken(models.Model):
         if found.last_used_at is None or timezone.now() - found.last_used_at > timedelta(minutes=1):
             cls.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
         return found.user
+
+
+class KeystoneIdentity(models.Model):
+    """Marks a Django user as made by a Keystone login (sync/keystone_login.py), and who it is in Keystone.
+
+    The user's roles are set from `console_role` at every login; it holds no password and no token."""
+
+    class Role(models.TextChoices):
+        NONE = "", "none"
+        VIEWER = "viewer"
+        OPERATOR = "operator"
+        STAFF = "staff", "staff (operator and the admin site)"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="keystone_identity")
+    keystone_user_id = models.CharField(max_length=255, unique=True, help_text="The user's id in Keystone.")
+    name = models.CharField(max_length=255, help_text="The user's name in Keystone.")
+    domain = models.CharField(max_length=255, blank=True, help_text="The user's domain (empty on Keystone v2.0).")
+    auth_url = models.CharField("Keystone auth URL", max_length=1000)
+    project = models.CharField(max_length=255, help_text="The project whose role assignments give the role.")
+    roles = models.JSONField(default=list, blank=True, help_text="The Keystone roles at the last login.")
+    console_role = models.CharField(max_length=8, choices=Role.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField(help_text="The last login attempt that Keystone answered.")
+
+    class Meta:
+        ordering = ["user__username"]
+        verbose_name = "Keystone identity"
+        verbose_name_plural = "Keystone identities"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.domain})" if self.domain else self.name
