@@ -27,7 +27,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -70,10 +70,15 @@ class KeystoneSource:
 
 
 def _master_target() -> Target | None:
-    """The master target, when the console's cloud is OpenStack (the demo's file cloud has fictional Keystones)."""
-    if MasterSettings.load().cloud.startswith(FILES_SCHEME):
+    """The master target, when the console's cloud is OpenStack (the demo's file cloud has fictional Keystones).
+    None when the configuration cannot be read (a database not migrated yet): the login page still renders."""
+    try:
+        if MasterSettings.load().cloud.startswith(FILES_SCHEME):
+            return None
+        return Target.objects.filter(name="master").first()
+    except DatabaseError as error:
+        logger.warning("Keystone login: cannot read the master target: %s", error)
         return None
-    return Target.objects.filter(name="master").first()
 
 
 def keystone_source() -> KeystoneSource | None:
