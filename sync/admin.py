@@ -301,11 +301,8 @@ class ChecksumDecisionAdmin(RefreshMixin, AuditMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("when", "username", "action", "model", "object_repr", "changed_fields")
-    list_filter = ("action", "model")
-    search_fields = ("username", "object_repr")
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records other code writes (the audit log, Keystone identities): staff read them, nobody edits them."""
 
     def has_add_permission(self, request):
         return False
@@ -315,6 +312,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ("when", "username", "action", "model", "object_repr", "changed_fields")
+    list_filter = ("action", "model")
+    search_fields = ("username", "object_repr")
 
 
 @admin.register(SyncSchedule)
@@ -458,19 +462,10 @@ class AlertChannelAdmin(AuditMixin, admin.ModelAdmin):
 
 
 @admin.register(KeystoneIdentity)
-class KeystoneIdentityAdmin(admin.ModelAdmin):
+class KeystoneIdentityAdmin(ReadOnlyAdmin):
     """The users that Keystone logins made, read-only: Keystone decides their roles at every login. Deleting the
     user (Users, superusers) lets a Keystone user of that name start again."""
 
     list_display = ("user", "name", "domain", "console_role", "roles", "checked_at", "created_at")
     list_filter = ("console_role", "domain")
     search_fields = ("user__username", "name", "keystone_user_id")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
