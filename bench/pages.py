@@ -91,7 +91,7 @@ def measure(runs: int, pages: list[str]) -> list[tuple[str, float, int, int]]:
 
     from sync.models import ApiToken
 
-    user = get_user_model().objects.create_user("viewer")
+    user, _ = get_user_model().objects.get_or_create(username="viewer")
     user.groups.add(Group.objects.get(name="viewer"))
     client = Client()
     client.force_login(user)
@@ -118,8 +118,11 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=50)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated pages to measure (default: all)")
+    parser.add_argument("--workdir", help="keep the generated database here and reuse it (default: a temporary one)")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    work = args.workdir or tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    stamp = Path(work) / f"generated-{args.images}x{args.regions}"
     os.environ.update(
         GLANCESYNC_DATA_DIR=work,
         DJANGO_SETTINGS_MODULE="glancesync_site.settings",
@@ -134,7 +137,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     start = time.perf_counter()
-    generate(args.images, args.regions)
+    if not stamp.exists():  # generation takes minutes at the fleet's size: a --workdir keeps it for the next run
+        generate(args.images, args.regions)
+        stamp.touch()
     print(
         f"{args.images} images x {args.regions} regions ({args.images * args.regions} ImageState rows, generated in "
         f"{time.perf_counter() - start:.0f} s); SQLite; {os.cpu_count()} CPUs; medians of {args.runs}"

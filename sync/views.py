@@ -17,8 +17,10 @@ from collections import Counter, defaultdict
 from itertools import groupby
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
@@ -26,7 +28,9 @@ from django.db.models import Case, Count, F, Max, Q, Subquery, Sum, Value, When,
 from django.db.models.functions import RowNumber
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sync import runs
@@ -121,6 +125,27 @@ def _cells(counts: Counter) -> list[tuple[str, int, str]]:
     return [(status, counts[status], STATUS_STYLES[status]) for status in STATUSES]
 
 
+def _count_cells(counts: Counter) -> list[tuple[str, str, str]]:
+    """The overview's count cells as (status, count, extra classes), numbers already text: the table is polled
+    by every open overview, and formatting in the template (localize, filters per cell) was most of its cost."""
+    return [(status, str(counts[status]), _count_class(status, counts[status])) for status in STATUSES]
+
+
+def _count_class(status: str, count: int) -> str:
+    if not count:
+        return " text-body-tertiary"
+    return " fw-bold text-danger-emphasis" if status.startswith("error_") else ""
+
+
+def _share_bar(counts: Counter, total: int) -> list[tuple[str, str, str, str]]:
+    """(status, count, style, width %) of each status present, for the stacked bar."""
+    return [
+        (status, str(n), STATUS_STYLES[status], f"{100 * n / total:.2f}")
+        for status in STATUSES
+        if (n := counts[status])
+    ]
+
+
 def _legend(statuses) -> list[tuple[str, str, str]]:
     return [(status, STATUS_STYLES[status], STATUS_HELP[status]) for status in statuses]
 
@@ -159,56 +184,82 @@ def _latest_refresh() -> tuple[StatusRefresh | None, bool]:
 
 
 def _overview_context() -> dict:
-    refresh, demo = _latest_refresh()
+    """The polled part: per request, the refreshes under way and whether anything is live; the regions table,
+    shared by every viewer for a moment while anything is (see `_overview_regions`)."""
     refreshing = list(RefreshRequest.objects.active().order_by("requested_at"))  # of any region: all are shown
+    live = bool(refreshing) or RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists()
+    return {"regions": _overview_regions(shared=live), "refreshing": refreshing, "live": live}
+
+
+def _overview_regions(shared: bool) -> dict:
+    """The regions table as HTML, with what the full page also needs from the same reads.
+
+    While anything is live, every open overview polls it every 2 s: with a hundred of them, rendering it was the
+    console's main cost. It holds nothing that depends on the viewer (no form, no permission), so then the HTML is
+    kept for GLANCESYNC_PAGE_CACHE_SECONDS and shared: at worst that much older than the database, within one
+    poll. Once nothing is live it is rendered afresh: that answer ends the polling and stays on the screen."""
+    seconds = settings.GLANCESYNC_PAGE_CACHE_SECONDS if shared else 0
+    regions = cache.get(OVERVIEW_CACHE_KEY) if seconds else None
+    if regions is None:
+        regions = _render_overview_regions()
+        if seconds:
+            cache.set(OVERVIEW_CACHE_KEY, regions, seconds)
+    return {**regions, "table": mark_safe(regions["table"])}  # rendered by our own template, escaped there
+
+
+OVERVIEW_CACHE_KEY = "glancesync:overview-regions"
+
+
+def _render_overview_regions() -> dict:
+    refresh, demo = _latest_refresh()
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(
         RegionSnapshot.objects.summaries(),
         key=lambda s: (s.region != master_region, s.target != "master", s.target, s.region),
     )
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for row in ImageState.objects.values("region", "status").annotate(n=Count("id")):
-        counts[row["region"]][row["status"]] = row["n"]
     last_runs = _last_runs([s.region for s in snapshots])
     rows, totals = [], Counter()
     for snapshot in snapshots:
-        region_counts = counts[snapshot.region]
+        region_counts = Counter(snapshot.status_counts)  # stored with the rows: no request counts the snapshot
         if snapshot.region != master_region:
             totals.update(region_counts)
-        total = sum(region_counts.values())
-        rows.append(
-            {
-                "snapshot": snapshot,
-                "master": snapshot.region == master_region,
-                "cells": _cells(region_counts),
-                "bar": [(st, n, style, 100 * n / total) for st, n, style in _cells(region_counts) if n],
-                "total": total,
-                "last_run": last_runs.get(snapshot.region),
-            }
-        )
-    return {
+        rows.append(_overview_row(snapshot, region_counts, master_region, last_runs.get(snapshot.region)))
+    context = {
         "refresh": refresh,
+        "rows": rows,
+        "legend": STATUSES,
+        **_status_columns(),
+        "totals": _count_cells(totals),
+        "grand_total": sum(totals.values()),
+    }
+    return {
+        "table": str(render_to_string("sync/_overview_regions.html", context)),
+        "refreshed": refresh is not None,
         "demo": demo,
         "master_region": master_region,
-        "problems": _active_problems(snapshots),
-        "rows": rows,
-        "legend": _legend(STATUSES),
-        **_status_columns(),
-        "totals": _cells(totals),
-        "grand_total": sum(totals.values()),
-        "refreshing": refreshing,
-        "live": bool(refreshing) or RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
+        "unreadable": [
+            {"region": s.region, "unreadable_since": s.unreadable_since, "error": s.error} for s in snapshots if s.error
+        ],
     }
 
 
-def _active_problems(snapshots: list[RegionSnapshot]) -> dict:
-    """What the overview shows first: regions the last refresh could not read, and failing alert channels."""
+def _overview_row(snapshot: RegionSnapshot, counts: Counter, master_region: str, last_run: RegionRun | None) -> dict:
+    total = sum(counts.values())
+    bar = _share_bar(counts, total)
     return {
-        "unreadable": [s for s in snapshots if s.error],
-        "failing_channels": list(
-            AlertChannel.objects.filter(failing_since__isnull=False).only("name", "failing_since", "last_error")
-        ),
+        "snapshot": snapshot,
+        "master": snapshot.region == master_region,
+        "cells": _count_cells(counts),
+        "bar": bar,
+        "bar_label": ", ".join(f"{status} {n}" for status, n, _, _ in bar),
+        "total": total,
+        "last_run": last_run,
     }
+
+
+def _failing_channels() -> list[AlertChannel]:
+    """Shown first on the overview, with the regions the last refresh could not read."""
+    return list(AlertChannel.objects.filter(failing_since__isnull=False).only("name", "failing_since", "last_error"))
 
 
 @login_required
@@ -220,6 +271,13 @@ def overview(request):
     context = _overview_context()
     if request.htmx:
         return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
+    regions = context["regions"]
+    context.update(
+        demo=regions["demo"],
+        master_region=regions["master_region"],
+        problems={"unreadable": regions["unreadable"], "failing_channels": _failing_channels()},
+        legend=_legend(STATUSES),
+    )
     return render(request, "sync/overview.html", context)
 
 

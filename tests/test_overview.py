@@ -409,3 +409,36 @@ def test_it_says_each_cells_planned_change_in_the_matrix(viewer_client, cloud):
     ) in html
     _, html = get(viewer_client, "/matrix/?region=Bilbao&q=octavia")
     assert 'title="pending_metadata · add the tag amphora · public; tags: amphora"' in html
+
+
+def test_it_shares_the_regions_table_for_a_moment_while_a_run_is_live(client, viewer, operator, cloud, settings):
+    """A hundred open overviews poll every 2 s during a run: they share one rendering of the table, while the part
+    that depends on the viewer (the operator's Refresh now form and its CSRF token) stays theirs; the answer that
+    ends the polling is always fresh."""
+    from django.core.cache import cache
+    from django.test import Client
+
+    from sync.models import RegionRun, SyncRun
+
+    settings.GLANCESYNC_PAGE_CACHE_SECONDS = 60
+    cache.clear()
+    refresh_status()
+    run = SyncRun.objects.create(trigger="cli", regions=["Bilbao"], state="running")
+    RegionRun.objects.create(run=run, region="Bilbao", state="running")
+    client.force_login(viewer)
+    first = client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    bilbao = RegionSnapshot.objects.get(region="Bilbao")
+    assert f">{bilbao.status_counts['ok']}<" in first
+    RegionSnapshot.objects.filter(pk=bilbao.pk).update(status_counts={"ok": 4242})  # a refresh ends meanwhile
+
+    assert client.get("/", HTTP_HX_REQUEST="true").content.decode() == first  # the shared rendering
+    operator_client = Client()
+    operator_client.force_login(operator)
+    theirs = operator_client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Refresh now" in theirs and "Refresh now" not in first
+    assert "4242" not in theirs and f">{bilbao.status_counts['ok']}<" in theirs
+
+    RegionRun.objects.filter(run=run).update(state="done")
+    SyncRun.objects.filter(pk=run.pk).update(state="done")
+    last = client.get("/", HTTP_HX_REQUEST="true")
+    assert last.status_code == 286 and ">4242<" in last.content.decode()  # nothing live: rendered afresh
