@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,8 +47,6 @@ def generate(images: int, regions: int) -> None:
     RegionSnapshot.objects.bulk_create(
         RegionSnapshot(
             region=n, target=n.split(":")[0], computed_at=now, other_images=others, other_images_total=900,
-            # what store_statuses keeps with the rows, and all /metrics reads of them
-            status_counts=dict(Counter(status(r, i) for i in range(images))),
         )
         for r, n in enumerate(names)
     )  # fmt: skip
@@ -71,6 +68,7 @@ def generate(images: int, regions: int) -> None:
             ),
             batch_size=2000,
         )
+    RegionSnapshot.recount(names)  # the counts and totals store_statuses keeps with the rows
     for minutes in range(200):  # timed, so the /metrics histograms have durations to count
         started, finished = now - timedelta(minutes=minutes + 1), now - timedelta(minutes=minutes, seconds=minutes)
         run = SyncRun.objects.create(
@@ -133,6 +131,11 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    # Served by WhiteNoise from collected files in production; the test client renders with the plain storage.
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
@@ -24,12 +24,12 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, F, Max, Q, Subquery, Sum, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Max, Q, Subquery
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -55,7 +55,7 @@ from sync.models import (
     SyncSchedule,
     Target,
 )
-from sync.snapshot import PROTECTED_COPY
+from sync.models.snapshot import PLAN_KINDS, PROTECTED_COPY
 
 # What a sync does with an image in each status (the region page's "planned action" column).
 PLANNED_ACTIONS = {
@@ -310,14 +310,12 @@ def matrix(request):
         )
     }
     rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page.object_list]
-    query = request.GET.copy()
-    query.pop("page", None)
     context = {
         "filters": filters,
         "regions": regions,
         "rows": rows,
         "page": page,
-        "query": query.urlencode(),
+        "query": _query_without_page(request),
         "targets": sorted(set(RegionSnapshot.objects.values_list("target", flat=True))),
         "all_regions": list(RegionSnapshot.objects.order_by("region").values_list("region", flat=True)),
         "statuses": STATUSES,
@@ -346,25 +344,36 @@ def _lifecycle_words(state: ImageState) -> str:
     return ", ".join(words) + (f"; tags: {', '.join(state.tags)}" if state.tags else "")
 
 
+REGION_PAGE_SIZE = 100
+
+
 @login_required
 @require_GET
 def region_detail(request, region: str):
-    """Every synchronisable master image with its latest known status in one region, and the region's runs.
-    While a status refresh of the region is active its statuses refresh themselves (htmx polling, as above)."""
+    """The synchronisable master images with their latest known status in one region, filtered by status and
+    name and paged, and the region's runs. While a status refresh of the region is active its statuses refresh
+    themselves (htmx polling, as above)."""
     _require_viewer(request)
-    context = _region_context(region)
+    context = _region_context(region, request.GET)
     if request.htmx:
         return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
     context["runs"] = RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20]
     return render(request, "sync/region.html", context)
 
 
-def _region_context(region: str) -> dict:
-    """What the region page's polled part shows: the region's statuses and the refreshes of it under way."""
+def _region_context(region: str, params) -> dict:
+    """What the region page's polled part shows: a page of the region's statuses and the refreshes under way.
+    `params` has the filters and the page: the page's query string, or the fields of its Refresh now form."""
     snapshot = RegionSnapshot.objects.filter(region=region).first()
     if snapshot is None:
         raise Http404(f"unknown region {region}")
-    states = list(ImageState.objects.filter(region=region).order_by("position"))
+    filters = {key: params.get(key, "").strip() for key in ("status", "q")}
+    states = ImageState.objects.filter(region=region).order_by("position")
+    if filters["status"]:
+        states = states.filter(status=filters["status"])
+    if filters["q"]:
+        states = states.filter(image_name__icontains=filters["q"])
+    page = Paginator(states, REGION_PAGE_SIZE).get_page(params.get("page"))
     images = [
         {
             "state": s,
@@ -372,19 +381,32 @@ def _region_context(region: str) -> dict:
             "help": STATUS_HELP[s.status],
             "action": (s.status == "pending_metadata" and s.planned_change()) or PLANNED_ACTIONS[s.status],
         }
-        for s in states
+        for s in page.object_list
     ]
-    found = Counter(state.status for state in states)
+    found = Counter(snapshot.status_counts)  # the whole region's, stored by the refresh
     refreshing = [r for r in RefreshRequest.objects.active().order_by("requested_at") if r.covers(region)]
     return {
         "snapshot": snapshot,
         "region": region,
         "images": images,
+        "page": page,
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "query": urlencode({key: value for key, value in filters.items() if value}),
+        "total": sum(found.values()),
+        "statuses": STATUSES,
         "summary": [cell for cell in _cells(found) if cell[1]],
         "legend": _legend([status for status in STATUSES if found[status]]),
         "refreshing": refreshing,
         "live": bool(refreshing),
     }
+
+
+def _query_without_page(request) -> str:
+    """The request's query string without `page`, for the pager's links."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 @login_required
@@ -402,7 +424,7 @@ def refresh_now(request):
         AuditEntry.record(request.user, refresh, "create", ["regions"])
     if request.htmx:
         if region:
-            context = _region_context(region)
+            context = _region_context(region, request.POST)  # the form carries the page's filters
             return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
         context = _overview_context()
         return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
@@ -741,77 +763,78 @@ def delete_backup(request, backup_id: int):
 # -- dry-run preview ---------------------------------------------------------------------------------------
 
 
-PREVIEW_ITEMS = 50  # items listed per kind and region; the counts and totals cover them all
+PREVIEW_PAGE_SIZE = 50  # a region's items listed per kind and page
 
 
-PREVIEW_KINDS = {
-    "upload": UPLOAD_STATUSES,
-    "metadata": ("pending_metadata", "pending_ami"),
-    "problem": ("error_checksum", "error_ami"),
-}
+def _preview_rows(region: str, kind: str):
+    """The region's ImageState rows of one PLAN_KINDS kind, in the order a sync takes them."""
+    blocked = Q(status="pending_replace", reason=PROTECTED_COPY)  # refused: the sync reports it and skips it
+    of_kind = Q(status__in=PLAN_KINDS[kind])
+    rows = ImageState.objects.filter(region=region).order_by("position")
+    if kind == "upload":
+        return rows.filter(of_kind & ~blocked)
+    return rows.filter(of_kind | blocked) if kind == "problem" else rows.filter(of_kind)
 
 
-def _preview_rows(regions: list[str]):
-    """The regions' ImageState rows that show in a preview, each annotated with its kind (see PREVIEW_KINDS)."""
-    blocked = When(status="pending_replace", reason=PROTECTED_COPY, then=Value("problem"))  # the sync skips it
-    kind = Case(blocked, *(When(status__in=statuses, then=Value(k)) for k, statuses in PREVIEW_KINDS.items()))
-    return ImageState.objects.filter(region__in=regions).exclude(status__in=NO_WORK).annotate(kind=kind)
-
-
-def _preview_plans(snapshots: list[RegionSnapshot]) -> list[dict]:
-    """Counts and bytes per region and kind are summed by the database; only the first PREVIEW_ITEMS rows of
-    each kind are loaded (a whole fleet has 100,000s of rows)."""
-    rows = _preview_rows([s.region for s in snapshots])
-    totals = {
-        (t["region"], t["kind"]): (t["count"], t["bytes"] or 0)
-        for t in rows.values("region", "kind").annotate(count=Count("id"), bytes=Sum("size"))
-    }
-    first = rows.annotate(
-        rank=Window(RowNumber(), partition_by=[F("region"), F("kind")], order_by=F("position").asc())
-    ).filter(rank__lte=PREVIEW_ITEMS)
-    listed: dict[tuple[str, str], list[ImageState]] = defaultdict(list)
-    for state in first.only("region", "image_name", "status", "size", "changes", "position", "reason").order_by(
-        "position"
-    ):
-        listed[(state.region, state.kind)].append(state)
-    return [_region_plan(snapshot, totals, listed) for snapshot in snapshots]
-
-
-def _region_plan(snapshot: RegionSnapshot, totals: dict, listed: dict) -> dict:
-    region = snapshot.region
-    upload_count, upload_bytes = totals.get((region, "upload"), (0, 0))
-    metadata_count = totals.get((region, "metadata"), (0, 0))[0]
+def _plan_summary(snapshot: RegionSnapshot) -> dict:
+    """What a sync of the region would do, in numbers: stored with the snapshot, no row is read."""
+    totals = snapshot.plan_totals
+    uploads, upload_bytes = totals.get("upload", (0, 0))
+    metadata = totals.get("metadata", (0, 0))[0]
     return {
         "snapshot": snapshot,
-        "uploads": listed[(region, "upload")],
-        "upload_count": upload_count,
-        "upload_more": max(0, upload_count - PREVIEW_ITEMS),
+        "upload_count": uploads,
         "upload_bytes": upload_bytes,
-        "metadata": listed[(region, "metadata")],
-        "metadata_count": metadata_count,
-        "problems": listed[(region, "problem")],
-        "problem_count": totals.get((region, "problem"), (0, 0))[0],
-        "changes": upload_count + metadata_count,
+        "metadata_count": metadata,
+        "problem_count": totals.get("problem", (0, 0))[0],
+        "warning_count": len(snapshot.warnings),
+        "changes": uploads + metadata,
     }
 
 
 @login_required
 @require_GET
 def preview(request):
-    """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed."""
+    """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed. One row
+    per region with its numbers; a region's items load on demand (`preview_region`), or show here for a single
+    chosen region."""
     _require_viewer(request)
-    snapshots = RegionSnapshot.objects.summaries()
+    snapshots = RegionSnapshot.objects.summaries().order_by("target", "region")
     chosen = request.GET.getlist("region")
     if chosen:
         snapshots = snapshots.filter(region__in=chosen)
-    plans = _preview_plans(list(snapshots))
+    plans = [_plan_summary(snapshot) for snapshot in snapshots]
     context = {
         "plans": plans,
         "total_bytes": sum(p["upload_bytes"] for p in plans),
         "total_uploads": sum(p["upload_count"] for p in plans),
         "to_sync": [p["snapshot"].region for p in plans if p["changes"]],
+        "details": _plan_details(plans[0]["snapshot"], request.GET) if len(plans) == 1 else None,
     }
     return render(request, "sync/preview.html", context)
+
+
+@login_required
+@require_GET
+def preview_region(request, region: str):
+    """One region's planned items, a page per kind: the preview loads it with htmx under the region's row."""
+    _require_viewer(request)
+    snapshot = get_object_or_404(RegionSnapshot.objects.summaries(), region=region)
+    return render(request, "sync/_preview_region.html", {"details": _plan_details(snapshot, request.GET)})
+
+
+def _plan_details(snapshot: RegionSnapshot, params) -> dict:
+    """A page of each kind of the region's planned items (`upload_page`, `metadata_page`, `problem_page`)."""
+    summary = _plan_summary(snapshot)
+    kinds = {}
+    for kind in PLAN_KINDS:
+        rows = _preview_rows(snapshot.region, kind).only(
+            "region", "image_name", "status", "size", "changes", "position", "reason"
+        )
+        page = Paginator(rows, PREVIEW_PAGE_SIZE).get_page(params.get(f"{kind}_page"))
+        query = {key: value for key, value in params.items() if key.endswith("_page") and key != f"{kind}_page"}
+        kinds[kind] = {"page": page, "param": f"{kind}_page", "query": urlencode({"region": snapshot.region, **query})}
+    return {**summary, "kinds": kinds, "target": f"#plan-details-{snapshot.pk}"}
 
 
 # -- API tokens ------------------------------------------------------------------------------------------------

@@ -442,3 +442,41 @@ def test_it_shares_the_regions_table_for_a_moment_while_a_run_is_live(client, vi
     SyncRun.objects.filter(pk=run.pk).update(state="done")
     last = client.get("/", HTTP_HX_REQUEST="true")
     assert last.status_code == 286 and ">4242<" in last.content.decode()  # nothing live: rendered afresh
+
+
+def test_it_pages_and_filters_the_images_of_a_big_region(viewer_client, cloud, settings, django_assert_max_num_queries):
+    """20,000 images in a region: a page of them at a time, filtered by status and name, in the engine's order."""
+    from django.utils import timezone
+
+    from sync.models import ImageState
+
+    refresh_status()
+    now = timezone.now()
+    ImageState.objects.filter(region="Bilbao").delete()
+    ImageState.objects.bulk_create(
+        ImageState(region="Bilbao", image_name=f"img-{i:03d}", status=("ok", "error_checksum")[i % 2], position=i,
+                   computed_at=now)
+        for i in range(250)
+    )  # fmt: skip
+    RegionSnapshot.recount(["Bilbao"])
+    with django_assert_max_num_queries(10):
+        html = viewer_client.get("/regions/Bilbao/").content.decode()
+    names = [row[0] for row in table_rows(html) if row and row[0].startswith("img-")]
+    assert names == [f"img-{i:03d}" for i in range(100)]  # the first page, in position order
+    assert "250 synchronised master images" in text(html) and "Images 1–100 of 250." in text(html)
+    assert 'href="?page=2"' in html
+
+    html = viewer_client.get("/regions/Bilbao/", {"status": "error_checksum", "page": 2}).content.decode()
+    names = [row[0] for row in table_rows(html) if row and row[0].startswith("img-")]
+    assert names == [f"img-{i:03d}" for i in range(201, 250, 2)]  # the 101st to 125th odd ones
+    assert "Images 101–125 of 125 matching." in text(html)
+    assert 'href="?status=error_checksum&amp;page=1"' in html  # the pages keep the filter
+    assert 'href="?status=error_checksum"' in html  # the status badges filter
+
+    html = viewer_client.get("/regions/Bilbao/", {"q": "IMG-24"}).content.decode()
+    assert [row[0] for row in table_rows(html) if row and row[0].startswith("img-")] == [
+        f"img-24{i}" for i in range(10)
+    ]
+    assert "Show all" in html
+    html = viewer_client.get("/regions/Bilbao/", {"q": "nothing-like-it"}).content.decode()
+    assert "No image matches." in text(html)
