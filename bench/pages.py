@@ -22,8 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
-    "/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?page=20", "/conflicts/", "/preview/", "/runs/",
-    "/regions/target0:Region00/", "/metrics",
+    "/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?after=image-15000", "/matrix/?target=target0",
+    "/matrix/?q=image-1234", "/conflicts/", "/preview/", "/runs/", "/regions/target0:Region00/",
+    "/regions/target0:Region00/?status=pending_upload&page=5", "/metrics",
 ]  # fmt: skip
 GOALS = {"/": (300, 10), "/matrix/": (300, 10), "/metrics": (200, 10)}  # page: (median ms, queries)
 

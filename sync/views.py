@@ -281,13 +281,14 @@ def overview(request):
     return render(request, "sync/overview.html", context)
 
 
-MATRIX_PAGE_SIZE = 50
-
-
 @login_required
 @require_GET
 def matrix(request):
-    """Images x regions with each cell's status; filters on target, region, status and image name; paged."""
+    """Images x regions with each cell's status; filters on target, region, status and image name; paged by name.
+
+    A fleet has 20,000 names in 2,000,000 rows: the pages are keyset pages (the names after the last one shown,
+    or before the first), which an index on the name reads in order, where counting or skipping the distinct
+    names would read every row."""
     _require_viewer(request)
     filters = {key: request.GET.get(key, "").strip() for key in ("target", "region", "status", "q")}
     snapshots = RegionSnapshot.objects.summaries().order_by("target", "region")
@@ -296,32 +297,50 @@ def matrix(request):
     if filters["region"]:
         snapshots = snapshots.filter(region=filters["region"])
     regions = [s.region for s in snapshots]
-    states = ImageState.objects.filter(region__in=regions)
+    states = ImageState.objects.all()
+    if filters["target"] or filters["region"]:  # all regions: no condition, so the name index serves the order
+        states = states.filter(region__in=regions)
     if filters["status"]:
         states = states.filter(status=filters["status"])
     if filters["q"]:
         states = states.filter(image_name__icontains=filters["q"])
-    names = states.values_list("image_name", flat=True).distinct().order_by("image_name")
-    page = Paginator(names, MATRIX_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = _name_page(states, request.GET.get("after", ""), request.GET.get("before", ""))
     cells = {
         (state.image_name, state.region): state
-        for state in ImageState.objects.filter(region__in=regions, image_name__in=list(page.object_list)).only(
+        for state in ImageState.objects.filter(region__in=regions, image_name__in=page["names"]).only(
             "image_name", "region", "status", "changes", "visibility", "hidden", "tags"
         )
     }
-    rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page.object_list]
+    rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page["names"]]
     context = {
         "filters": filters,
         "regions": regions,
         "rows": rows,
         "page": page,
-        "query": _query_without_page(request),
+        "query": urlencode({key: value for key, value in filters.items() if value}),
         "targets": sorted(set(RegionSnapshot.objects.values_list("target", flat=True))),
         "all_regions": list(RegionSnapshot.objects.order_by("region").values_list("region", flat=True)),
         "statuses": STATUSES,
         "legend": _legend(STATUSES),
     }
     return render(request, "sync/matrix.html", context)
+
+
+MATRIX_PAGE_SIZE = 50
+
+
+def _name_page(states, after: str, before: str) -> dict:
+    """MATRIX_PAGE_SIZE distinct image names of these rows, in name order, after `after` or before `before`, and
+    whether there are more on either side (one name more is read to know)."""
+    names = states.values_list("image_name", flat=True).distinct()
+    if before:
+        found = list(names.filter(image_name__lt=before).order_by("-image_name")[: MATRIX_PAGE_SIZE + 1])
+        shown = found[:MATRIX_PAGE_SIZE][::-1]
+        return {"names": shown, "previous": len(found) > MATRIX_PAGE_SIZE, "next": True}
+    if after:
+        names = names.filter(image_name__gt=after)
+    found = list(names.order_by("image_name")[: MATRIX_PAGE_SIZE + 1])
+    return {"names": found[:MATRIX_PAGE_SIZE], "previous": bool(after), "next": len(found) > MATRIX_PAGE_SIZE}
 
 
 STATUS_SYMBOLS = {"ok": "✓", "ok_stalled_checksum": "=", "error_checksum": "✗", "error_ami": "✗"}
@@ -511,31 +530,39 @@ def cancel_run(request, run_id: int):
 CONFLICT_PAGE_SIZE = 25
 
 
-def _conflict_page(number) -> tuple[list[dict], object]:
+def _conflict_page(after: str) -> tuple[list[dict], dict]:
     """One page of conflicts: images whose region copy differs from the master, grouped by (target, region
-    checksum), for the checksums that are in error or have a decision."""
+    checksum), for the checksums that are in error or have a decision, after the checksum `after`.
+
+    Keyset pages, like the matrix's: a fleet has 100,000s of conflict rows, which counting would read."""
     decided = ChecksumDecision.objects.select_related("target", "created_by")  # the page shows who decided
     decisions = {(d.target.name, d.checksum): d for d in decided}
     rows = ImageState.objects.filter(status__in=CONFLICT_STATUSES)
-    wanted = Q(status="error_checksum") | Q(region_checksum__in={checksum for _, checksum in decisions})
-    checksums = rows.filter(wanted).values_list("region_checksum", flat=True).distinct().order_by("region_checksum")
-    page = Paginator(checksums, CONFLICT_PAGE_SIZE).get_page(number)
+    later = rows.filter(region_checksum__gt=after) if after else rows
+    in_error = later.filter(status="error_checksum").values_list("region_checksum", flat=True).distinct()
+    checksums = set(in_error.order_by("region_checksum")[: CONFLICT_PAGE_SIZE + 1])
+    decided_later = {checksum for _, checksum in decisions if not after or checksum > after}
+    if decided_later:
+        checksums |= set(later.filter(region_checksum__in=decided_later).values_list("region_checksum", flat=True))
+    ordered = sorted(checksums)
+    shown = ordered[:CONFLICT_PAGE_SIZE]
+    page = {"after": after, "next": shown[-1] if len(ordered) > CONFLICT_PAGE_SIZE else None}
     targets = dict(RegionSnapshot.objects.values_list("region", "target"))
     groups: dict[tuple[str, str], dict] = {}
-    for state in rows.filter(region_checksum__in=list(page.object_list)).order_by("region_checksum", "region"):
+    for state in rows.filter(region_checksum__in=shown).order_by("region_checksum", "region"):
         target = targets.get(state.region, "master")
         key = (target, state.region_checksum)
         group = groups.setdefault(key, {"target": target, "checksum": state.region_checksum, "states": []})
         group["states"].append({"state": state, "style": STATUS_STYLES[state.status]})
         group["decision"] = decisions.get(key)
-    shown = [
+    groups_shown = [
         g for g in groups.values() if g["decision"] or any(s["state"].status == "error_checksum" for s in g["states"])
     ]
-    return shown, page
+    return groups_shown, page
 
 
 def _conflicts_context(request, error: str = "") -> dict:
-    groups, page = _conflict_page(request.GET.get("page") or request.POST.get("page"))
+    groups, page = _conflict_page(request.GET.get("after") or request.POST.get("after") or "")
     return {
         "groups": groups,
         "page": page,

@@ -1,6 +1,7 @@
 """Pages that stay fast with 20,000 images x 100 regions (issue #17): RegionSnapshot.plan_totals, {kind: [images,
 bytes]} of what a sync would do, stored at refresh time like status_counts (existing snapshots get their rows'
-totals), and indexes for the region page's order, unfiltered and by status."""
+totals), and indexes for the region page's order and the matrix's and the conflicts' keyset pages (the index on
+status alone becomes one on status and name)."""
 
 from django.db import migrations, models
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
@@ -38,9 +39,15 @@ class Migration(migrations.Migration):
             model_name="imagestate",
             index=models.Index(fields=["region", "position"], name="state_region_position"),
         ),
+        migrations.RemoveIndex(model_name="imagestate", name="sync_images_status_114f14_idx"),
+        migrations.AddIndex(model_name="imagestate", index=models.Index(fields=["image_name"], name="state_name")),
         migrations.AddIndex(
             model_name="imagestate",
-            index=models.Index(fields=["region", "status", "position"], name="state_region_status_position"),
+            index=models.Index(fields=["status", "image_name"], name="state_status_name"),
+        ),
+        migrations.AddIndex(
+            model_name="imagestate",
+            index=models.Index(fields=["status", "region_checksum"], name="state_status_checksum"),
         ),
         migrations.RunPython(fill_plan_totals, migrations.RunPython.noop),
     ]

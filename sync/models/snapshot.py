@@ -141,10 +141,13 @@ class ImageState(models.Model):
         ordering = ["region", "position"]
         constraints = [models.UniqueConstraint(fields=["region", "image_name"], name="one_state_per_region_image")]
         indexes = [
-            models.Index(fields=["status"]),
-            # The region page's order, unfiltered and by status: a page of 100 of 20,000 rows without sorting them.
+            # The region page's order: a page of 100 of 20,000 rows without sorting them (filtered by status too).
             models.Index(fields=["region", "position"], name="state_region_position"),
-            models.Index(fields=["region", "status", "position"], name="state_region_status_position"),
+            # The matrix's pages of distinct names, read in name order: of every row, or of those of a status.
+            models.Index(fields=["image_name"], name="state_name"),
+            models.Index(fields=["status", "image_name"], name="state_status_name"),
+            # The conflicts page's checksums in error, in order, and the rows of a page of them.
+            models.Index(fields=["status", "region_checksum"], name="state_status_checksum"),
         ]
 
     def __str__(self) -> str:
