@@ -29,6 +29,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -304,12 +305,14 @@ def matrix(request):
         states = states.filter(status=filters["status"])
     if filters["q"]:
         states = states.filter(image_name__icontains=filters["q"])
-    page = _name_page(states, request.GET.get("after", ""), request.GET.get("before", ""))
+    size = max(MATRIX_MIN_NAMES, min(MATRIX_PAGE_SIZE, MATRIX_CELLS // max(1, len(regions))))
+    page = _name_page(states, size, request.GET.get("after", ""), request.GET.get("before", ""))
     cells = {
         (state.image_name, state.region): state
-        for state in ImageState.objects.filter(region__in=regions, image_name__in=page["names"]).only(
-            "image_name", "region", "status", "changes", "visibility", "hidden", "tags"
-        )
+        # unordered: the model's (region, position) order would make SQLite read every row of each region
+        for state in ImageState.objects.filter(region__in=regions, image_name__in=page["names"])
+        .only("image_name", "region", "status", "changes", "visibility", "hidden", "tags", "region_tags")
+        .order_by()
     }
     rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page["names"]]
     context = {
@@ -326,35 +329,41 @@ def matrix(request):
     return render(request, "sync/matrix.html", context)
 
 
-MATRIX_PAGE_SIZE = 50
+MATRIX_PAGE_SIZE = 50  # names per page, fewer when there are many regions:
+MATRIX_CELLS = 2500  # cells per page at most (25 names of 100 regions), but
+MATRIX_MIN_NAMES = 10  # at least this many names
 
 
-def _name_page(states, after: str, before: str) -> dict:
-    """MATRIX_PAGE_SIZE distinct image names of these rows, in name order, after `after` or before `before`, and
-    whether there are more on either side (one name more is read to know)."""
+def _name_page(states, size: int, after: str, before: str) -> dict:
+    """`size` distinct image names of these rows, in name order, after `after` or before `before`, and whether
+    there are more on either side (one name more is read to know)."""
     names = states.values_list("image_name", flat=True).distinct()
     if before:
-        found = list(names.filter(image_name__lt=before).order_by("-image_name")[: MATRIX_PAGE_SIZE + 1])
-        shown = found[:MATRIX_PAGE_SIZE][::-1]
-        return {"names": shown, "previous": len(found) > MATRIX_PAGE_SIZE, "next": True}
+        found = list(names.filter(image_name__lt=before).order_by("-image_name")[: size + 1])
+        return {"names": found[:size][::-1], "previous": len(found) > size, "next": True}
     if after:
         names = names.filter(image_name__gt=after)
-    found = list(names.order_by("image_name")[: MATRIX_PAGE_SIZE + 1])
-    return {"names": found[:MATRIX_PAGE_SIZE], "previous": bool(after), "next": len(found) > MATRIX_PAGE_SIZE}
+    found = list(names.order_by("image_name")[: size + 1])
+    return {"names": found[:size], "previous": bool(after), "next": len(found) > size}
 
 
 STATUS_SYMBOLS = {"ok": "✓", "ok_stalled_checksum": "=", "error_checksum": "✗", "error_ami": "✗"}
 
 
-def _matrix_cell(state: ImageState | None) -> dict | None:
+def _matrix_cell(state: ImageState | None) -> str:
+    """One cell's HTML. A page of a fleet's matrix has thousands: made here, a cell costs a few microseconds,
+    where the template's tags and lookups cost a hundred."""
     if state is None:
-        return None
-    symbol = STATUS_SYMBOLS.get(state.status, "…")
+        return NO_CELL
     details = [state.status, state.planned_change(), _lifecycle_words(state)]
-    return {
-        "status": state.status, "style": STATUS_STYLES[state.status], "symbol": symbol,
-        "details": " · ".join(d for d in details if d),
-    }  # fmt: skip
+    return format_html(
+        '<td><span class="badge {}" title="{}"><span aria-hidden="true">{}</span> {}</span></td>',
+        STATUS_STYLES[state.status], " · ".join(d for d in details if d), STATUS_SYMBOLS.get(state.status, "…"),
+        state.status,
+    )  # fmt: skip
+
+
+NO_CELL = mark_safe('<td class="text-body-tertiary" title="not synchronised to this region\'s target">—</td>')
 
 
 def _lifecycle_words(state: ImageState) -> str:
@@ -527,7 +536,7 @@ def cancel_run(request, run_id: int):
 # -- conflicts ---------------------------------------------------------------------------------------------
 
 
-CONFLICT_PAGE_SIZE = 25
+CONFLICT_PAGE_SIZE = 10  # checksums per page: each can be in error in every target, a group per target
 
 
 def _conflict_page(after: str) -> tuple[list[dict], dict]:
@@ -558,7 +567,14 @@ def _conflict_page(after: str) -> tuple[list[dict], dict]:
     groups_shown = [
         g for g in groups.values() if g["decision"] or any(s["state"].status == "error_checksum" for s in g["states"])
     ]
+    for group in groups_shown:  # one old build can be in every region: a group shows its first rows only
+        group["regions"] = sorted({s["state"].region for s in group["states"]})
+        group["more"] = max(0, len(group["states"]) - CONFLICT_ROWS_SHOWN)
+        group["states"] = group["states"][:CONFLICT_ROWS_SHOWN]
     return groups_shown, page
+
+
+CONFLICT_ROWS_SHOWN = 5  # per group; the decision covers them all
 
 
 def _conflicts_context(request, error: str = "") -> dict:
@@ -566,7 +582,8 @@ def _conflicts_context(request, error: str = "") -> dict:
     return {
         "groups": groups,
         "page": page,
-        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position")[:200],
+        # by name: the (status, image_name) index gives the first 200 without sorting a fleet's rows
+        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("image_name", "region")[:200],
         "actions": ChecksumDecision.Action.choices,
         "configured": Target.objects.exists(),
         "error": error,

@@ -191,3 +191,31 @@ def test_it_pages_the_checksums_after_the_last_one_shown(operator_client, config
     again = response.content.decode()
     assert "Decided: <strong>don&#x27;t update" in again
     assert set(re.findall(r"region checksum <code>(\w+)</code>", again)) == later  # the same page
+
+
+def test_a_checksum_in_many_images_shows_its_first_rows_and_syncs_all_its_regions(operator_client, configured):
+    from django.utils import timezone
+
+    from sync.views import CONFLICT_ROWS_SHOWN
+
+    now = timezone.now()
+    regions = list(RegionSnapshot.objects.filter(target="master").values_list("region", flat=True))[:3]
+    ImageState.objects.bulk_create(
+        ImageState(region=region, image_name=f"old-build-{i}", status="error_checksum", region_checksum="e" * 32,
+                   master_checksum="0" * 32, computed_at=now)
+        for region in regions
+        for i in range(3)
+    )  # fmt: skip
+    html = operator_client.get(reverse("sync:conflicts")).content.decode()
+    section = html.split(f"region checksum <code>{'e' * 32}</code>")[1].split("</section>")[0]
+    assert section.count("old-build-") == CONFLICT_ROWS_SHOWN
+    more = 3 * len(regions) - CONFLICT_ROWS_SHOWN
+    assert f"… and {more} more images with this checksum, in {len(regions)} regions in all" in text_of(section)
+    decide(operator_client, "e" * 32, "replace")
+    html = operator_client.get(reverse("sync:conflicts")).content.decode()
+    section = html.split(f"region checksum <code>{'e' * 32}</code>")[1].split("</section>")[0]
+    assert set(re.findall(r'name="region" value="([^"]+)"', section)) == set(regions)  # Sync now: all of them
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
