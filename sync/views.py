@@ -401,7 +401,11 @@ def _region_context(region: str, params) -> dict:
         states = states.filter(status=filters["status"])
     if filters["q"]:
         states = states.filter(image_name__icontains=filters["q"])
-    page = Paginator(states, REGION_PAGE_SIZE).get_page(params.get("page"))
+    found = Counter(snapshot.status_counts)  # the whole region's, stored by the refresh
+    paginator = Paginator(states, REGION_PAGE_SIZE)
+    if not filters["q"]:  # known: counting a status's rows of a region can read the status's rows of every region
+        paginator.count = found[filters["status"]] if filters["status"] else sum(found.values())
+    page = paginator.get_page(params.get("page"))
     images = [
         {
             "state": s,
@@ -411,7 +415,6 @@ def _region_context(region: str, params) -> dict:
         }
         for s in page.object_list
     ]
-    found = Counter(snapshot.status_counts)  # the whole region's, stored by the refresh
     refreshing = [r for r in RefreshRequest.objects.active().order_by("requested_at") if r.covers(region)]
     return {
         "snapshot": snapshot,
