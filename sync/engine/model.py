@@ -64,6 +64,41 @@ class Image:
         if type(self.tags) is not frozenset:  # noqa: E721 (exactly a frozenset; runs for every image read)
             self.tags = frozenset(self.tags)
 
+    @classmethod
+    def listed(
+        cls,
+        name: str,
+        id: str,  # noqa: A002 (the field's name)
+        region: str,
+        owner: str | None,
+        is_public: bool,
+        checksum: str | None,
+        size: int,
+        status: str,
+        user_properties: dict[str, Any],
+    ) -> Image:
+        """`Image(...)` of these fields for a driver's hot loop (millions of rows): the same image, built
+        without __post_init__'s conversions, so the values must already be what it would make of them:
+        `size` an int, and `user_properties` a dict that belongs to this image alone (it is not copied)."""
+        image = cls.__new__(cls)
+        image.__dict__.update(
+            name=name,
+            id=id,
+            region=region,
+            owner=owner,
+            is_public=is_public,
+            checksum=checksum,
+            size=size,
+            status=status,
+            user_properties=user_properties,
+            extra={},
+            visibility="public" if is_public else "private",
+            hidden=False,
+            tags=frozenset(),
+            protected=False,
+        )
+        return image
+
     def set_visibility(self, visibility: str) -> None:
         self.visibility = visibility
         self.is_public = visibility == "public"
