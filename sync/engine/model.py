@@ -23,6 +23,7 @@ STATUSES = (
 )
 UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
 VISIBILITIES = ("public", "community", "shared", "private")
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 class GlanceSyncError(Exception):
@@ -81,22 +82,22 @@ class Image:
         without __post_init__'s conversions, so the values must already be what it would make of them:
         `size` an int, and `user_properties` a dict that belongs to this image alone (it is not copied)."""
         image = cls.__new__(cls)
-        image.__dict__.update(
-            name=name,
-            id=id,
-            region=region,
-            owner=owner,
-            is_public=is_public,
-            checksum=checksum,
-            size=size,
-            status=status,
-            user_properties=user_properties,
-            extra={},
-            visibility="public" if is_public else "private",
-            hidden=False,
-            tags=frozenset(),
-            protected=False,
-        )
+        # One attribute at a time, in the fields' order, as __init__ does: the instances then share their
+        # dicts' keys (half the memory of a dict of their own) and this is the fastest way to fill them.
+        image.name = name
+        image.id = id
+        image.region = region
+        image.owner = owner
+        image.is_public = is_public
+        image.checksum = checksum
+        image.size = size
+        image.status = status
+        image.user_properties = user_properties
+        image.extra = {}
+        image.visibility = "public" if is_public else "private"
+        image.hidden = False
+        image.tags = _NO_TAGS
+        image.protected = False
         return image
 
     def set_visibility(self, visibility: str) -> None:
