@@ -64,6 +64,7 @@ class Service:
     pid_file: Path
     log_file: Path
     images_dir: Path | None  # Glance's file store
+    glance_download: bool = False  # the Glance offers the glance-download import method
 
     def pid(self) -> int | None:
         """The pid of this service's gunicorn master if it is running (checked against its process title)."""
@@ -148,6 +149,7 @@ def load_stack(directory: Path | None = None) -> StackInfo | None:
             pid_file=Path(s["pid_file"]),
             log_file=Path(s["log_file"]),
             images_dir=Path(s["images_dir"]) if s["images_dir"] else None,
+            glance_download=bool(s.get("glance_download")),
         )
         for name, s in raw["services"].items()
     }
