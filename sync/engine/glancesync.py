@@ -169,6 +169,12 @@ class GlanceSync:
         offers = getattr(self.session(ref.target), "offers_glance_download", None)
         return GLANCE_DOWNLOAD if offers is not None and offers(ref.name) else STREAM
 
+    def planned_transfer(self, ref: RegionRef) -> str:
+        """What the preview says of the region's uploads: STREAM, GLANCE_DOWNLOAD, or "none" when the target
+        allows only glance-download and the region cannot do it (its uploads would fail)."""
+        way = self.transfer_way(ref)
+        return "none" if way == STREAM and self.config.targets[ref.target].transfer == GLANCE_DOWNLOAD else way
+
     def is_master_region(self, ref: RegionRef) -> bool:
         # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
         return ref.target == "master" and ref.name == self.config.master_region
@@ -369,7 +375,9 @@ class RegionSync:
                     "but the region's Glance does not offer glance-download (or the region is not behind the "
                     "master region's Keystone)"
                 )
+            self.reporter.transfer_started(name, STREAM)
             return self.session.upload_image(self.ref.name, image, source, progress)
+        self.reporter.transfer_started(name, GLANCE_DOWNLOAD)
         self.reporter.info(
             f"{self.fullname}: {name}: the region's Glance imports it from {master_region} (glance-download)"
         )
@@ -383,6 +391,7 @@ class RegionSync:
             if self.target.transfer == GLANCE_DOWNLOAD:
                 raise
             self.reporter.warning(f"{error} Streaming {name} through GlanceSync instead.")
+        self.reporter.transfer_started(name, STREAM)
         return self.session.upload_image(self.ref.name, image, source, progress)
 
     def _warn_protected(self, entry: ImageStatus) -> None:
