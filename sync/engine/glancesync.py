@@ -390,7 +390,10 @@ class RegionSync:
         except GlanceSyncError as error:
             if self.target.transfer == GLANCE_DOWNLOAD:
                 raise
-            self.reporter.warning(f"{error} Streaming {name} through GlanceSync instead.")
+            cause = str(error).rstrip()
+            self.reporter.warning(
+                f"{cause}{'' if cause.endswith('.') else '.'} Streaming {name} through GlanceSync instead."
+            )
         self.reporter.transfer_started(name, STREAM)
         return self.session.upload_image(self.ref.name, image, source, progress)
 
