@@ -52,7 +52,7 @@ PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 # often we look. A stalled import fails after IMPORT_TIMEOUT_BASE + size / IMPORT_TIMEOUT_RATE seconds.
 IMPORT_TIMEOUT_BASE = 300.0
 IMPORT_TIMEOUT_RATE = 2 * 1024 * 1024  # bytes per second: far below any LAN or WAN between two Glances
-IMPORT_POLL = (0.25, 2.0)  # first and longest wait between two looks at the image
+IMPORT_POLL = (0.25, 1.0)  # first and longest wait between two looks at the image
 IMPORT_LOCK = "os_glance_import_task"  # Glance's lock on an image being imported, dropped when the task ends
 RECORD_CREATED, IMPORTING, VERIFYING, DONE = IMPORT_STAGES
 
