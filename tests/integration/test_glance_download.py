@@ -137,9 +137,12 @@ def test_a_failing_import_is_streamed_instead_and_the_region_converges(realstack
     three = realstack.connect("source", "RegionThree")
     with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port):
         reporter = RecordingReporter()
-        result = engine_for(realstack, prefix, ("main.master_region", "RegionFaultyMaster"), reporter=reporter)
-        result = result.sync_region("RegionThree")
+        engine = engine_for(realstack, prefix, ("main.master_region", "RegionFaultyMaster"), reporter=reporter)
+        result = engine.sync_region("RegionThree")
         assert result.ok and result.counters["uploads"] == 1, result.error
+        token = engine.session("master")._connect().session.get_token()  # the one the region's Glance was given
+        everything = "\n".join(reporter.messages())
+        assert token not in everything and realstack.passwords["source"] not in everything
         warnings = "\n".join(reporter.messages(30))
         assert f"RegionThree: Import of {prefix}fallback (glance-download) failed." in warnings
         assert "Task failed" in warnings, warnings  # Glance's own words, from the image's import task
