@@ -134,6 +134,9 @@ def stack_json():
                 "glance_download": kind == "glance" and name != "source-glance-RegionTwo",
             }
     info = {
+        # What this start.sh sets up (stack.py's LAYOUT): 2 = RegionThree and glance-download (issue #18). A stack
+        # described with an older layout is started again, which adds what it lacks.
+        "layout": 2,
         "base_dir": E["RS_BASE"],
         "run_dir": str(RUN),
         "venv": E["RS_VENV"],
