@@ -19,6 +19,7 @@ from sync.engine.selection import is_foreign
 from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
+from sync.models.snapshot import PROTECTED_COPY, plan_totals
 
 
 def all_regions(engine: GlanceSync) -> list[str]:
@@ -95,7 +96,6 @@ def _unreadable(ref: RegionRef, message: str) -> None:
         alerts.region_unreadable(ref.fullname, since, message)
 
 
-PROTECTED_COPY = "the region's copy is protected: Replace is refused; Rename or Don't update work"
 REPLACING = ("error_checksum", "pending_replace", "pending_rename")
 
 
@@ -210,6 +210,7 @@ def store_statuses(
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(statuses),
+                "plan_totals": plan_totals((r.status, r.reason == PROTECTED_COPY, 1, r.size) for r in rows),
             },
         )  # fmt: skip
     return new_problems
