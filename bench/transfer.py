@@ -6,6 +6,10 @@ One image of --size-mb random bytes is put in the source cloud's RegionOne, then
 (another Glance server of the same Keystone) --runs times by each method:
 
 - product: GlanceSync's sync of that region (OpenStack driver: streamed, hashed, verified);
+- glance-download: GlanceSync's sync of RegionThree, whose Glance offers glance-download: it imports the image
+           from RegionOne's Glance itself; GlanceSync creates the record, waits, verifies and sets the metadata;
+- stream-three: the product's streamed sync of that same RegionThree (transfer = stream), the like-for-like
+           reference of glance-download;
 - raw:     `curl` download piped into `curl` upload with the same token, the physical floor here (curl
            sends a pipe with chunked encoding);
 - raw-length: the same pipe, told the length: the same request as the product's (a Content-Length);
@@ -14,6 +18,10 @@ One image of --size-mb random bytes is put in the source cloud's RegionOne, then
 Each run is a fresh child process, so its peak RSS (ru_maxrss) is its own; RSS growth is the peak minus
 the process's RSS after its imports. Reports medians, throughputs and the product's ratio to the faster raw copy.
 Goals (issue #3): product >= 0.9 x raw throughput; product RSS growth <= 64 MiB.
+
+Then one more run of product and glance-download each under `strace -f` counts the bytes the GlanceSync process
+reads from network sockets (read/readv/recv*/recvfrom/recvmsg on TCP sockets: /proc/<pid>/io's rchar misses
+recv), per GiB synced. Goal (issue #18): glance-download receives <= 1 % of what streaming receives.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -55,26 +64,38 @@ def peak_kib(children: bool = False) -> int:
 # -- the three methods, each run in a child process (`--measure METHOD`) ------------------------------
 
 
-def measure_product(stack: StackInfo, master_id: str) -> dict:
+def product_sync(stack: StackInfo, region: str, *overrides: tuple[str, str], imported: bool = False) -> dict:
     from sync.clouds.openstack import OpenStackCloud
     from sync.engine.config import load_config
     from sync.engine.glancesync import GlanceSync
-    from sync.engine.reporter import Reporter
+    from sync.engine.reporter import RecordingReporter
 
-    class Quiet(Reporter):
-        def log(self, level: int, message: str) -> None:
-            pass
-
-    condition = [("metadata_condition", f"image.name == '{NAME}'")]
-    engine = GlanceSync(load_config(str(stack.glancesync_conf), condition), OpenStackCloud(), Quiet())
+    condition = [("metadata_condition", f"image.name == '{NAME}'"), *overrides]
+    reporter = RecordingReporter()
+    engine = GlanceSync(load_config(str(stack.glancesync_conf), condition), OpenStackCloud(), reporter)
     engine.region_names("master")  # authenticate before the clock starts, as the other methods do
     base = rss_kib()
     start = time.perf_counter()
-    result = engine.sync_region("RegionTwo")
+    result = engine.sync_region(region)
     seconds = time.perf_counter() - start
     if not result.ok or result.counters["uploads"] != 1:
-        raise SystemExit(f"product sync failed: {result.error or result.counters}")
+        raise SystemExit(f"product sync of {region} failed: {result.error or result.counters}")
+    log = "\n".join(reporter.messages())
+    if imported != ("(glance-download)" in log) or "Streaming" in log:
+        raise SystemExit(f"the sync of {region} did not copy the way asked (glance-download: {imported}):\n{log}")
     return {"seconds": seconds, "base_kib": base, "peak_kib": peak_kib()}
+
+
+def measure_product(stack: StackInfo, master_id: str) -> dict:
+    return product_sync(stack, "RegionTwo")
+
+
+def measure_glance_download(stack: StackInfo, master_id: str) -> dict:
+    return product_sync(stack, "RegionThree", imported=True)
+
+
+def measure_stream_three(stack: StackInfo, master_id: str) -> dict:
+    return product_sync(stack, "RegionThree", ("master.transfer", "stream"))
 
 
 def raw_copy(stack: StackInfo, master_id: str, known_length: bool) -> dict:
@@ -121,6 +142,8 @@ def measure_naive(stack: StackInfo, master_id: str) -> dict:
 
 MEASURES = {
     "product": measure_product,
+    "glance-download": measure_glance_download,
+    "stream-three": measure_stream_three,
     "raw": measure_raw,
     "raw-length": measure_raw_length,
     "naive": measure_naive,
@@ -131,9 +154,10 @@ MEASURES = {
 
 
 def remove_copies(stack: StackInfo) -> None:
-    two = stack.connect("source", "RegionTwo")
-    for image in list(two.image.images(name=NAME)):
-        two.image.delete_image(image.id)
+    for region in ("RegionTwo", "RegionThree"):
+        conn = stack.connect("source", region)
+        for image in list(conn.image.images(name=NAME)):
+            conn.image.delete_image(image.id)
 
 
 def master_image(stack: StackInfo, size_mb: int) -> tuple[str, int]:
@@ -166,6 +190,46 @@ def run_child(method: str, master_id: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# A read from a network socket, as `strace -f -yy -s 0` prints it: `1234 read(7<TCP:[...]>, ""..., 1048576) = 65536`
+# (a call another thread interrupted comes as `<unfinished ...>` and, later, `<... read resumed>... = N`).
+SYSCALL = re.compile(r"^(?P<pid>\d+)\s+(?P<name>read|readv|recv|recvfrom|recvmsg)\((?P<fd>\d+)<(?P<kind>[A-Za-z0-9]+):")
+RESUMED = re.compile(r"^(?P<pid>\d+)\s+<\.\.\. (?P<name>read|readv|recv|recvfrom|recvmsg) resumed>")
+RESULT = re.compile(r"\)\s+=\s+(?P<bytes>\d+)")
+NETWORK = {"TCP", "TCPv6", "UDP", "UDPv6"}
+
+
+def socket_bytes(trace: str) -> int:
+    """Bytes read from TCP/UDP sockets by every thread of the traced process (UNIX sockets and files aside)."""
+    total, pending = 0, {}
+    for line in trace.splitlines():
+        call = SYSCALL.match(line)
+        if call:
+            network = call["kind"] in NETWORK
+            if line.endswith("<unfinished ...>"):
+                pending[call["pid"]] = network
+                continue
+        else:
+            resumed = RESUMED.match(line)
+            if not resumed:
+                continue
+            network = pending.pop(resumed["pid"], False)
+        result = RESULT.search(line)
+        if network and result:
+            total += int(result["bytes"])
+    return total
+
+
+def traced_child(method: str, master_id: str) -> int:
+    """One run of `method` under strace: the bytes its process received from the network."""
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "strace.txt"
+        command = ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", "trace=read,readv,recv,recvfrom,recvmsg",
+                   "-e", "signal=none", "-o", str(trace),
+                   sys.executable, __file__, "--measure", method, "--master-id", master_id]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        return socket_bytes(trace.read_text())
+
+
 def report(results: dict[str, list[dict]], size: int) -> None:
     runs = len(results["raw"])
     print(f"image: {size // MIB} MiB; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; medians of {runs}")
@@ -178,7 +242,7 @@ def report(results: dict[str, list[dict]], size: int) -> None:
         medians[method] = seconds
         each = ", ".join(f"{r['seconds']:.2f}" for r in runs)
         print(
-            f"  {method:10s} {seconds:7.2f} s  {size / MIB / seconds:7.1f} MiB/s  peak RSS {peak:7.1f} MiB"
+            f"  {method:15s} {seconds:7.2f} s  {size / MIB / seconds:7.1f} MiB/s  peak RSS {peak:7.1f} MiB"
             f"  (growth {growth_text})  runs: {each}"
         )
     floor = min(medians["raw"], medians["raw-length"])  # the faster raw copy
@@ -189,6 +253,22 @@ def report(results: dict[str, list[dict]], size: int) -> None:
     print(f"  product throughput / raw-length throughput = {medians['raw-length'] / medians['product']:.2f}")
     print(f"  product RSS growth = {growth:.1f} MiB (goal <= 64: {'PASS' if growth <= 64 else 'FAIL'})")
     print(f"  naive / product time = {medians['naive'] / medians['product']:.2f}")
+    gd = medians["glance-download"]
+    print(
+        f"  glance-download / product time = {gd / medians['product']:.2f}; "
+        f"glance-download / stream-three time = {gd / medians['stream-three']:.2f}"
+    )
+
+
+def report_bytes(received: dict[str, int], size: int) -> None:
+    gib = size / (1024 * MIB)
+    for method, count in received.items():
+        print(
+            f"  {method:15s} received {count / MIB:10.2f} MiB from the network = {count / gib / MIB:10.2f} MiB per GiB"
+        )
+    ratio = received["glance-download"] / received["product"]
+    verdict = "PASS" if ratio <= 0.01 else "FAIL"
+    print(f"  glance-download / product bytes received = {ratio:.5f} ({ratio:.3%}; goal <= 1 %: {verdict})")
 
 
 def main() -> None:
@@ -211,8 +291,17 @@ def main() -> None:
         for method in results:  # interleaved, so a noisy moment hits every method alike
             remove_copies(stack)
             results[method].append(run_child(method, master_id))
+    received = {}
+    if shutil.which("strace"):
+        for method in ("product", "glance-download"):  # one traced run each: strace slows the process down
+            remove_copies(stack)
+            received[method] = traced_child(method, master_id)
     remove_copies(stack)
     report(results, size)
+    if received:
+        report_bytes(received, size)
+    else:
+        print("  bytes received: not measured (strace not installed)")
 
 
 if __name__ == "__main__":

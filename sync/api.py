@@ -243,6 +243,8 @@ class TaskOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     current_image: str
+    current_transfer: str = Field(description="How the current image goes: stream, glance-download, or empty.")
+    current_stage: str = Field(description="glance-download: record created, importing, verifying or done.")
     images_done: int
     images_total: int
     bytes_done: int
@@ -301,6 +303,8 @@ def _task_out(region_run: RegionRun) -> dict:
         "started_at": region_run.started_at,
         "finished_at": region_run.finished_at,
         "current_image": region_run.current_image,
+        "current_transfer": region_run.current_transfer if not region_run.finished else "",
+        "current_stage": region_run.current_stage if not region_run.finished else "",
         "images_done": region_run.images_done,
         "images_total": region_run.images_total,
         "bytes_done": region_run.bytes_done,

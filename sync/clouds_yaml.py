@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from sync.engine.model import TRANSFERS
 from sync.models import AuditEntry, Region, SingletonModel, Target
 
 WHO = "import_clouds_yaml"
@@ -134,6 +135,9 @@ def entry_fields(entry) -> tuple[dict, list[str], list[str]]:
     interface = _text(entry, "interface", "")
     if interface and interface.lower() not in ("public", "publicurl"):
         notes.append(f"interface {interface} ignored: GlanceSync uses the public endpoints")
+    transfer = _text(entry, "glancesync_transfer", "").lower()
+    if transfer and transfer not in TRANSFERS:
+        raise EntryError(f"glancesync_transfer {transfer} is not auto, stream or glance-download")
     fields = {
         "auth_url": auth_url,
         "identity_api_version": str(version),
@@ -147,6 +151,8 @@ def entry_fields(entry) -> tuple[dict, list[str], list[str]]:
         "insecure": verify is False or insecure is True,
         "clouds_yaml_cloud": "",
     }
+    if transfer:  # GlanceSync's own key (openstacksdk ignores it); absent: the target keeps its choice
+        fields["transfer"] = transfer
     return fields, _regions(entry), notes
 
 

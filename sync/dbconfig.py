@@ -90,6 +90,8 @@ def _target_lines(policy: TargetPolicy, include_passwords: bool) -> list[str]:
     lines.append(f"support_obsolete_images = {policy.support_obsolete_images}")
     lines.append(f"list_images_timeout = {policy.list_images_timeout}")
     lines.append(f"follow_rotations = {policy.follow_rotations}")
+    if policy.transfer != "auto":
+        lines.append(f"transfer = {policy.transfer}")
     return lines
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from sync import alerts
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync, is_renamed
-from sync.engine.model import Image
+from sync.engine.model import UPLOAD_STATUSES, Image
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
 from sync.engine.selection import is_foreign
@@ -54,6 +54,8 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
         changes = metadata_changes(engine, ref, statuses, region_map)
         reasons = status_reasons(statuses, region_map)
         others = other_images(listing, statuses, engine.tenant_id(ref.target))
+        uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
+        transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         _unreadable(ref, message)
@@ -61,6 +63,8 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
     previous = RegionSnapshot.objects.filter(region=ref.fullname).values_list("read_failures", "unreadable_since")
     failures, since = previous.first() or (0, None)
     found = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
+    if transfer:  # the preview says how the uploads would go (issue #18)
+        RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=transfer)
     if failures >= UNREADABLE_ALERT_AFTER and since is not None:
         alerts.region_recovered(ref.fullname, since, failures)
     if new_problems is None:

@@ -43,6 +43,7 @@ class RunReporter(Reporter):
         self.images_done = 0
         self.bytes_finished = 0  # bytes of the uploads already done
         self.bytes_current = 0  # bytes of the upload in flight
+        self.stage_now = ""  # the glance-download stage of the copy in flight
         self.lease_lost = threading.Event()
         self._last_flush = 0.0
         self._last_cancel_check = 0.0
@@ -68,8 +69,28 @@ class RunReporter(Reporter):
         self.images_done += 1
         self.bytes_finished += self.bytes_current
         self.bytes_current = 0
-        self.changes.update(images_done=self.images_done, bytes_done=self.bytes_finished, current_image="")
+        self.changes.update(
+            images_done=self.images_done,
+            bytes_done=self.bytes_finished,
+            current_image="",
+            current_transfer="",
+            current_stage="",
+            transfer_started_at=None,
+        )
         self.flush()
+
+    def transfer_started(self, image_name: str, way: str) -> None:
+        self.stage_now = ""
+        self.changes.update(current_transfer=way, current_stage="", transfer_started_at=timezone.now())
+        self.flush(force=True)
+
+    def stage(self, image_name: str, stage: str) -> None:
+        """A glance-download copy's stage: written when it changes (the page computes the elapsed time)."""
+        if stage != self.stage_now:
+            self.stage_now = stage
+            self.changes.update(current_stage=stage)
+            self.flush(force=True)
+        self.check_cancel()
 
     def progress(self, image_name: str, done: int, total: int) -> None:
         self.bytes_current = done

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from sync import crypto
@@ -403,3 +404,32 @@ def test_a_checksum_decision_refreshes_its_targets_regions(admin_client, enqueue
     assert not ChecksumDecision.objects.exists()
     assert [r.regions for r in RefreshRequest.objects.all()] == [["other:", "partner:"]]
     assert len(enqueued) == 3
+
+
+def test_the_transfer_is_chosen_per_target_and_glance_download_only_on_the_master(admin_client):
+    master = Target.objects.create(name="master")
+    url = reverse("admin:sync_target_change", args=[master.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="transfer"' in page and "auto <small>(built-in)</small>" in page
+    assert admin_client.post(url, target_data(name="master", transfer="glance-download")).status_code == 302
+    master.refresh_from_db()
+    assert master.to_policy().transfer == "glance-download"
+    partner = Target.objects.create(name="partner")
+    response = admin_client.post(
+        reverse("admin:sync_target_change", args=[partner.pk]), target_data(transfer="glance-download")
+    )
+    assert response.status_code == 200
+    assert "not for target partner: only the master target&#x27;s regions" in response.content.decode()
+    assert (
+        admin_client.post(
+            reverse("admin:sync_target_change", args=[partner.pk]), target_data(transfer="stream")
+        ).status_code
+        == 302
+    )
+    partner.refresh_from_db()
+    assert partner.to_policy().transfer == "stream" and Target(name="x").to_policy().transfer == "auto"
+    Defaults(transfer="stream").save()
+    assert Target(name="x").to_policy().transfer == "stream", "inherited from Defaults"
+    defaults = Defaults(transfer="glance-download")
+    with pytest.raises(ValidationError, match="not for the defaults"):
+        defaults.full_clean()

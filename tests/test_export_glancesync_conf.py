@@ -111,3 +111,18 @@ def test_percent_and_multiline_values_survive(tmp_path):
 def test_empty_database_is_a_clear_error():
     with pytest.raises(CommandError, match="no master region"):
         export()
+
+
+def test_the_transfer_goes_through_export_and_import(tmp_path):
+    conf = tmp_path / "in.conf"
+    conf.write_text("[main]\nmaster_region = A\n[master]\ntransfer = glance-download\n[other]\ntransfer = stream\n")
+    import_file(conf)
+    assert dict(Target.objects.values_list("name", "transfer")) == {"master": "glance-download", "other": "stream"}
+    text = export()
+    assert "transfer = glance-download" in text and "transfer = stream" in text
+    out = tmp_path / "out.conf"
+    out.write_text(text)
+    assert {n: t.transfer for n, t in load_config(str(out), environ={}, require_credentials=False).targets.items()} == {
+        "master": "glance-download",
+        "other": "stream",
+    }

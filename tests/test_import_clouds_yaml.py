@@ -313,3 +313,21 @@ def test_it_refuses_an_unknown_cloud_name(tmp_path):
         with pytest.raises(CommandError, match=r"cloud nope is not in the file \(its clouds: source, target\)"):
             run(path, *args)
     assert not Target.objects.exists()
+
+
+def test_it_imports_glancesyncs_own_transfer_key_and_refuses_a_bad_one(tmp_path):
+    data = realstack_clouds()
+    data["clouds"]["source"]["glancesync_transfer"] = "glance-download"
+    data["clouds"]["target"]["glancesync_transfer"] = "Stream"
+    run(write(tmp_path, data), "--master", "source")
+    assert dict(Target.objects.values_list("name", "transfer")) == {"master": "glance-download", "target": "stream"}
+    del data["clouds"]["target"]["glancesync_transfer"]  # absent: the target keeps its choice
+    run(write(tmp_path, data), "--master", "source")
+    assert Target.objects.get(name="target").transfer == "stream"
+    data["clouds"]["target"]["glancesync_transfer"] = "rsync"
+    del data["clouds"]["source"]["glancesync_transfer"]
+    with pytest.raises(CommandError, match="glancesync_transfer rsync is not auto, stream or glance-download"):
+        run(write(tmp_path, data))
+    data["clouds"]["target"]["glancesync_transfer"] = "glance-download"
+    with pytest.raises(CommandError, match="cloud target: transfer: not for target target: only the master target"):
+        run(write(tmp_path, data))

@@ -149,3 +149,20 @@ def test_it_says_a_rotation_renames_the_copy_then_uploads_the_new_build(viewer_c
         "Field Before After name debian-12-genericcloud-amd64 debian-12-genericcloud-amd64 (20261101) hidden no yes"
         in page
     )
+
+
+@pytest.mark.parametrize(
+    ("transfer", "says"),
+    [
+        ("glance-download", "Copied by the region's Glance from the master region (glance-download)"),
+        ("stream", "Streamed through GlanceSync."),
+        ("none", "Not possible: the target allows only glance-download, which this region does not offer."),
+    ],
+)
+def test_it_says_how_the_uploads_of_each_region_go(viewer_client, snapshot, transfer, says):
+    assert RegionSnapshot.objects.get(region="partner:Lisbon").transfer == "stream"  # the file cloud streams
+    RegionSnapshot.objects.filter(region="partner:Lisbon").update(transfer=transfer)
+    page = text(viewer_client.get(reverse("sync:preview"), {"region": "partner:Lisbon"}).content.decode())
+    assert "Uploads: 6, 5.4 GB " + says in page
+    summary = text(viewer_client.get(reverse("sync:preview")).content.decode())  # every region, one line each
+    assert "Uploads: 6, 5.4 GB. " + says in summary

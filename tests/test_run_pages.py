@@ -116,3 +116,27 @@ def test_the_cancel_button_swaps_the_live_part_and_disappears_once_ended(operato
     response = operator_client.post(reverse("sync:cancel_run", args=[run.pk]), HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and "<html" not in response.content.decode()
     assert "Cancel this run" not in response.content.decode()  # the run has ended: cancelled
+
+
+def test_a_glance_download_copy_shows_its_stages_and_elapsed_time_instead_of_the_byte_bar(viewer_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = SyncRun.objects.create(trigger="cli", regions=["Bilbao"], state="running")
+    region_run = RegionRun.objects.create(
+        run=run, region="Bilbao", state="running", images_done=1, images_total=3, bytes_total=200,
+        current_image="debian-12", current_transfer="glance-download", current_stage="importing",
+        transfer_started_at=timezone.now() - timedelta(seconds=75),
+    )  # fmt: skip
+    page = viewer_client.get(reverse("sync:run_detail", args=[run.pk])).content.decode()
+    assert "now: debian-12 (copied by the region's Glance: glance-download)" in page
+    assert "glance-download of debian-12: 1 min 15 s" in page
+    assert '<li class="list-inline-item">✓ record created</li>' in page
+    assert 'aria-current="step">▸ importing</li>' in page
+    assert '<li class="list-inline-item text-body-secondary">verifying</li>' in page
+    assert 'aria-label="Data of Bilbao"' not in page  # no byte bar: GlanceSync does not see the bytes
+    RegionRun.objects.filter(pk=region_run.pk).update(current_transfer="stream", current_stage="")
+    page = viewer_client.get(reverse("sync:run_detail", args=[run.pk])).content.decode()
+    assert "now: debian-12 (streamed through GlanceSync)" in page and 'aria-label="Data of Bilbao"' in page
+    assert "record created" not in page

@@ -19,6 +19,8 @@ UPLOAD_MARKER = "glancesync_upload_in_progress"
 
 # Called with (bytes_done, bytes_total) while an image's data streams.
 ProgressCallback = Callable[[int, int], None]
+# Called with a stage of sync.engine.model.IMPORT_STAGES while a region's Glance imports an image (glance-download).
+StageCallback = Callable[[str], None]
 
 
 @dataclass
@@ -53,6 +55,17 @@ class TargetSession(Protocol):
         self, region: str, image: Image, source: ImageSource, progress: ProgressCallback | None = None
     ) -> str:
         """Create `image` (name, visibility, properties, formats) with the bytes of `source`; return its id."""
+        ...
+
+    def offers_glance_download(self, region: str) -> bool:
+        """Whether the region's Glance offers the glance-download import method (asked once per session).
+        Optional: a driver without it always streams."""
+        ...
+
+    def import_image(self, region: str, image: Image, source: ImageSource, stage: StageCallback | None = None) -> str:
+        """Like upload_image, but the region's Glance fetches the bytes from the source region itself
+        (glance-download; the source must be a region of this session's Keystone); return the new image's id.
+        On any failure the image created is deleted and a GlanceSyncError raised."""
         ...
 
     def update_image(self, region: str, image: Image) -> None:

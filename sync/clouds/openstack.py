@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,8 +26,16 @@ from keystoneauth1 import exceptions as ks_exceptions
 from openstack import exceptions as sdk_exceptions
 from openstack.connection import Connection
 
-from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback
-from sync.engine.model import AMI_PROPERTIES, VISIBILITIES, GlanceSyncError, Image, TargetPolicy
+from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback, StageCallback
+from sync.engine.model import (
+    AMI_PROPERTIES,
+    GLANCE_DOWNLOAD,
+    IMPORT_STAGES,
+    VISIBILITIES,
+    GlanceSyncError,
+    Image,
+    TargetPolicy,
+)
 
 CHUNK = 1024 * 1024
 PREFETCH = 8  # chunks read ahead of the upload: bounds the memory a transfer uses to ~8 MiB
@@ -39,6 +48,13 @@ CREATE_ONCE = {"connect_retries": 0, "status_code_retries": 0}
 # The upload's stream cannot be replayed: no re-send after a 401 (new token) or a redirect either.
 SEND_ONCE = CREATE_ONCE | {"allow_reauth": False, "redirect": False}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+# glance-download: how long a region's Glance may take to import an image (it reports no byte progress), and how
+# often we look. A stalled import fails after IMPORT_TIMEOUT_BASE + size / IMPORT_TIMEOUT_RATE seconds.
+IMPORT_TIMEOUT_BASE = 300.0
+IMPORT_TIMEOUT_RATE = 2 * 1024 * 1024  # bytes per second: far below any LAN or WAN between two Glances
+IMPORT_POLL = (0.25, 1.0)  # first and longest wait between two looks at the image
+IMPORT_LOCK = "os_glance_import_task"  # Glance's lock on an image being imported, dropped when the task ends
+RECORD_CREATED, IMPORTING, VERIFYING, DONE = IMPORT_STAGES
 
 # Glance v2 image attributes that are not user properties (everything else in the JSON is one).
 SYSTEM_ATTRIBUTES = frozenset(
@@ -69,6 +85,7 @@ class OpenStackTargetSession:
         self.images_dir = images_dir
         self._base: Connection | None = None
         self._regions: dict[str, Connection] = {}
+        self._import_methods: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------------------
@@ -182,6 +199,111 @@ class OpenStackTargetSession:
             raise
         return created
 
+    # -- glance-download: the region's Glance imports the image from the master region's Glance ------------
+
+    def import_methods(self, region: str) -> frozenset[str]:
+        """The region Glance's import methods (`GET /v2/info/import`), asked once per session; none when the
+        Glance does not answer it (older than Queens, or an error: the upload then streams)."""
+        with self._lock:
+            known = self._import_methods.get(region)
+        if known is None:
+            try:
+                response = self._region(region).image.get("/info/import", **RETRIES)
+                _raise_for_status(response)
+                value = response.json().get("import-methods", {}).get("value") or []
+                known = frozenset(str(method) for method in value)
+            except Exception:
+                known = frozenset()
+            with self._lock:
+                self._import_methods[region] = known
+        return known
+
+    def offers_glance_download(self, region: str) -> bool:
+        return GLANCE_DOWNLOAD in self.import_methods(region)
+
+    def import_image(self, region: str, image: Image, source: ImageSource, stage: StageCallback | None = None) -> str:
+        """Create the record (with the upload marker), ask the region's Glance to import the master image with
+        glance-download (the caller's token, the master region's public Glance endpoint), wait, verify the
+        checksums against the master's, give the copy exactly a streamed copy's metadata, then drop the marker."""
+        master = source.image
+        if getattr(source.session, "target", None) is not self.target and source.session is not self:
+            raise GlanceSyncError(f"{self._fullname(region)}: glance-download needs a source of the same Keystone")
+
+        def report(name: str) -> None:
+            if stage is not None:
+                stage(name)
+
+        created = self._create_record(region, image)
+        try:
+            report(RECORD_CREATED)
+            self._start_import(region, created, source)
+            report(IMPORTING)
+            self._wait_import(region, created, master, report)
+            report(VERIFYING)
+            self._verify_stored(region, created, master, imported=True)
+            ops = json_patch(self._get(region, created), image)  # glance-download copied some properties itself
+            if ops:
+                self._patch(region, created, ops)
+            self._complete(region, created, image)
+            report(DONE)
+        except BaseException as error:
+            self._discard(region, created)
+            if isinstance(error, Exception) and not isinstance(error, RegionError):
+                raise self._fail(region, f"Import of {image.name} (glance-download) failed", error) from None
+            raise
+        return created
+
+    def _start_import(self, region: str, image_id: str, source: ImageSource) -> None:
+        body = {
+            "method": {
+                "name": GLANCE_DOWNLOAD,
+                "glance_image_id": source.image.id,
+                "glance_region": source.region,
+                "glance_service_interface": "public",
+            }
+        }
+        # Sent once: a lost answer retried would be refused (409, the image is locked by the first import).
+        response = self._region(region).image.post(f"/images/{image_id}/import", json=body, **CREATE_ONCE)
+        _raise_for_status(response, ok_below=300)
+
+    def _wait_import(self, region: str, image_id: str, master: Image, report: StageCallback) -> None:
+        """Until the image is active; an import that failed (Glance puts the image back to `queued` and drops its
+        lock, or lists a failed store, or kills it) or takes too long raises, with Glance's reason if it has one."""
+        timeout = IMPORT_TIMEOUT_BASE + master.size / IMPORT_TIMEOUT_RATE
+        deadline = time.monotonic() + timeout
+        wait = IMPORT_POLL[0]
+        while True:
+            stored = self._get(region, image_id)
+            status = stored.get("status")
+            if status == "active":
+                return
+            failed = stored.get("os_glance_failed_import")
+            if (
+                status in ("killed", "deleted", "deactivated")
+                or failed
+                or (status == "queued" and not stored.get(IMPORT_LOCK))
+            ):
+                reason = self._import_failure(region, image_id) or f"the image is {status}"
+                raise GlanceSyncError(f"the region's Glance could not import it: {reason}")
+            if time.monotonic() > deadline:
+                raise GlanceSyncError(
+                    f"the region's Glance did not finish importing it in {timeout:.0f} s (the image is {status})"
+                )
+            report(IMPORTING)  # where a cancel is noticed, and the elapsed time shown
+            time.sleep(wait)
+            wait = min(wait * 2, IMPORT_POLL[1])
+
+    def _import_failure(self, region: str, image_id: str) -> str:
+        """The message of the image's failed import task (`GET /v2/images/{id}/tasks`, Glance 2.12+), if any."""
+        try:
+            response = self._region(region).image.get(f"/images/{image_id}/tasks", **RETRIES)
+            _raise_for_status(response)
+            tasks = response.json().get("tasks") or []
+        except Exception:
+            return ""
+        messages = [str(t.get("message") or "") for t in tasks if t.get("status") == "failure"]
+        return " ".join(" ".join(messages[-1:]).split())[:300]
+
     def _create_record(self, region: str, image: Image) -> str:
         body = {"name": image.name, "visibility": image.visibility}
         if image.hidden:  # only then: a Glance older than API 2.7 (Rocky) would refuse the unknown attribute
@@ -213,19 +335,26 @@ class OpenStackTargetSession:
             if UPLOAD_MARKER in stored or stored.get("protected") != image.protected:
                 raise
 
-    def _verify_stored(self, region: str, image_id: str, master: Image) -> None:
+    def _verify_stored(self, region: str, image_id: str, master: Image, imported: bool = False) -> None:
+        """What the region stores matches the master. A streamed upload was hashed on the way already; an
+        imported one was not, so then the region must report a checksum (and the os_hash_value when both Glances
+        use the same algorithm) and a size, equal to the master's."""
+        what = "Import of {} (glance-download)" if imported else "Upload of {}"
+        what = what.format(master.name)
         stored = self._get(region, image_id)
         if stored.get("status") != "active":
-            raise RegionError(
-                f"{self._fullname(region)}: Upload of {master.name} failed. Cause: the image is {stored.get('status')}"
-            )
-        expected = {"checksum": master.checksum}
+            raise RegionError(f"{self._fullname(region)}: {what} failed. Cause: the image is {stored.get('status')}")
+        expected: dict[str, Any] = {"checksum": master.checksum}
         if stored.get("os_hash_algo") == master.extra.get("os_hash_algo"):  # each Glance chooses its algorithm
             expected["os_hash_value"] = master.extra.get("os_hash_value")
+        if imported:
+            expected["size"] = master.size
         for key, value in expected.items():
+            if imported and value and not stored.get(key):
+                raise RegionError(f"{self._fullname(region)}: {what} failed. Cause: the region reports no {key}")
             if value and stored.get(key) and stored[key] != value:
                 raise RegionError(
-                    f"{self._fullname(region)}: Upload of {master.name} failed. Cause: the region reports "
+                    f"{self._fullname(region)}: {what} failed. Cause: the region reports "
                     f"{key} {stored[key]}, the master has {value}"
                 )
 

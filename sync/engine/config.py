@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from sync.engine.condition import ConditionError, compile_condition
-from sync.engine.model import GlanceSyncError, SyncConfig, TargetPolicy
+from sync.engine.model import GLANCE_DOWNLOAD, TRANSFERS, GlanceSyncError, SyncConfig, TargetPolicy
 
 DEFAULT_PATH = "/etc/glancesync.conf"  # the original's code path (its README said /etc/fiware.d/...)
 ENV_CONFIG = "GLANCESYNC_CONFIG"
@@ -22,6 +22,7 @@ BUILTIN_DEFAULTS = {
     "only_tenant_images": "True",
     "list_images_timeout": "30",
     "follow_rotations": "True",
+    "transfer": "auto",
 }
 NOT_TARGETS = ("main", "DEFAULT", "DEFAULTS")  # DEFAULTS: skipped by the original too (a typo it kept)
 CREDENTIAL_KEYS = ("user", "password", "keystone_url", "tenant")
@@ -278,8 +279,24 @@ def _target(reader: _Reader, section: str, environ: Mapping[str, str], require_c
         support_obsolete_images=reader.get_bool(section, "support_obsolete_images"),
         list_images_timeout=reader.get_int(section, "list_images_timeout", 30),
         follow_rotations=reader.get_bool(section, "follow_rotations"),
+        transfer=_transfer(reader, section),
         **sets,
     )
+
+
+def _transfer(reader: _Reader, section: str) -> str:
+    value = (reader.get(section, "transfer") or "auto").strip().lower()
+    if value not in TRANSFERS:
+        raise reader.error(section, "transfer", f"{value!r} is not auto, stream or glance-download")
+    if value == GLANCE_DOWNLOAD and section != "master":  # also when inherited from [DEFAULT]: set it in [master]
+        raise reader.error(section, "transfer", f"glance-download: {GLANCE_DOWNLOAD_MASTER_ONLY}")
+    return value
+
+
+GLANCE_DOWNLOAD_MASTER_ONLY = (
+    "only the master target's regions (behind the master region's Keystone) can import images from the master "
+    "region with glance-download; use auto or stream"
+)
 
 
 def _keystone_v3(reader: _Reader, section: str, keystone_url: str | None) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from sync.clouds.base import Cloud, ImageSource, TargetSession
 from sync.engine import backup
-from sync.engine.model import GlanceSyncError, Image, SyncConfig, TargetPolicy
+from sync.engine.model import GLANCE_DOWNLOAD, STREAM, GlanceSyncError, Image, SyncConfig, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region, target_regions
 from sync.engine.reporter import Cancelled, RecordingReporter, Reporter
 from sync.engine.rotation import Rotations, checksum_index
@@ -157,6 +158,22 @@ class GlanceSync:
         rotations.reporter = reporter
         held_ids = frozenset(e.region_image.id for e in held)  # type: ignore[union-attr] (asserted above)
         return compute_statuses(selected, rotations.follow(listing, found, unmatched, held_ids), target, retired)
+
+    def transfer_way(self, ref: RegionRef) -> str:
+        """How uploads reach the region: GLANCE_DOWNLOAD (the region's Glance imports from the master region's)
+        when the target allows it, the region is the master target's (the master's Keystone, whose token the
+        region's Glance uses) and its Glance offers the method (asked once per session); else STREAM."""
+        target = self.config.targets[ref.target]
+        if target.transfer == STREAM or ref.target != "master" or self.is_master_region(ref):
+            return STREAM
+        offers = getattr(self.session(ref.target), "offers_glance_download", None)
+        return GLANCE_DOWNLOAD if offers is not None and offers(ref.name) else STREAM
+
+    def planned_transfer(self, ref: RegionRef) -> str:
+        """What the preview says of the region's uploads: STREAM, GLANCE_DOWNLOAD, or "none" when the target
+        allows only glance-download and the region cannot do it (its uploads would fail)."""
+        way = self.transfer_way(ref)
+        return "none" if way == STREAM and self.config.targets[ref.target].transfer == GLANCE_DOWNLOAD else way
 
     def is_master_region(self, ref: RegionRef) -> bool:
         # The original renamed master images when syncing the master region onto itself (spec §9.1-19).
@@ -340,11 +357,45 @@ class RegionSync:
         def progress(done: int, total: int) -> None:
             self.reporter.progress(master.name, done, total)
 
-        image.id = self.session.upload_image(self.ref.name, image, source, progress)
+        image.id = self._copy(image, source, progress)
         image.region, image.owner = self.fullname, self.tenant_id
         self.region_map[master.name] = image
         self.result.counters["uploads"] += 1
         return resolved
+
+    def _copy(self, image: Image, source: ImageSource, progress: Callable[[int, int], None]) -> str:
+        """Create the region's copy: imported by the region's Glance (glance-download) where possible, else
+        streamed. A failed import is streamed once instead, unless the target says `transfer = glance-download`."""
+        way = self.engine.transfer_way(self.ref)
+        name, master_region = source.image.name, source.region
+        if way == STREAM:
+            if self.target.transfer == GLANCE_DOWNLOAD:
+                raise GlanceSyncError(
+                    f"{self.fullname}: Upload of {name} failed. Cause: the target says transfer = glance-download, "
+                    "but the region's Glance does not offer glance-download (or the region is not behind the "
+                    "master region's Keystone)"
+                )
+            self.reporter.transfer_started(name, STREAM)
+            return self.session.upload_image(self.ref.name, image, source, progress)
+        self.reporter.transfer_started(name, GLANCE_DOWNLOAD)
+        self.reporter.info(
+            f"{self.fullname}: {name}: the region's Glance imports it from {master_region} (glance-download)"
+        )
+
+        def stage(stage: str) -> None:
+            self.reporter.stage(name, stage)
+
+        try:
+            return self.session.import_image(self.ref.name, image, source, stage)
+        except GlanceSyncError as error:
+            if self.target.transfer == GLANCE_DOWNLOAD:
+                raise
+            cause = str(error).rstrip()
+            self.reporter.warning(
+                f"{cause}{'' if cause.endswith('.') else '.'} Streaming {name} through GlanceSync instead."
+            )
+        self.reporter.transfer_started(name, STREAM)
+        return self.session.upload_image(self.ref.name, image, source, progress)
 
     def _warn_protected(self, entry: ImageStatus) -> None:
         assert entry.region_image is not None

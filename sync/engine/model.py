@@ -24,6 +24,13 @@ STATUSES = (
 UPLOAD_STATUSES = ("pending_upload", "pending_replace", "pending_rename")
 VISIBILITIES = ("public", "community", "shared", "private")
 _NO_TAGS: frozenset[str] = frozenset()
+# How an upload's bytes reach a region (a target's `transfer` option): `stream` through GlanceSync, or
+# `glance-download` (the region's Glance imports the image from the master region's Glance itself, Glance 2023.1+);
+# `auto` uses glance-download where the region offers it and is behind the master's Keystone, else streams.
+TRANSFERS = ("auto", "stream", "glance-download")
+STREAM, GLANCE_DOWNLOAD = "stream", "glance-download"
+# The stages of a glance-download copy, as the run page shows them instead of a byte count.
+IMPORT_STAGES = ("record created", "importing", "verifying", "done")
 
 
 class GlanceSyncError(Exception):
@@ -141,6 +148,7 @@ class TargetPolicy:
     obsolete_syncprops: frozenset[str] = frozenset()
     list_images_timeout: int = 30
     follow_rotations: bool = True  # a region copy renamed in the master follows by checksum (not the original's)
+    transfer: str = "auto"  # one of TRANSFERS
 
 
 @dataclass

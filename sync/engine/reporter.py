@@ -44,6 +44,13 @@ class Reporter:
     def progress(self, image_name: str, done: int, total: int) -> None:
         """Bytes of `image_name` transferred so far; called often while data streams (may raise Cancelled)."""
 
+    def transfer_started(self, image_name: str, way: str) -> None:
+        """The copy of `image_name` to the region begins, by `way`: "stream" or "glance-download"."""
+
+    def stage(self, image_name: str, stage: str) -> None:
+        """A server-side copy (glance-download) of `image_name` reached `stage` (IMPORT_STAGES); called again
+        about every second while the region's Glance imports, with the same stage (may raise Cancelled)."""
+
 
 class RecordingReporter(Reporter):
     """Keeps every (level, message) it receives; used by tests and by callers that store a region's log."""

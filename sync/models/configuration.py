@@ -20,7 +20,8 @@ from django.db import models
 
 from sync.crypto import EncryptedTextField
 from sync.engine.condition import ConditionError, compile_condition
-from sync.engine.model import TargetPolicy
+from sync.engine.config import GLANCE_DOWNLOAD_MASTER_ONLY
+from sync.engine.model import GLANCE_DOWNLOAD, TargetPolicy
 
 # The per-target options of spec §1.4 that a target may inherit from Defaults, with the built-in defaults.
 BUILTIN_OPTIONS = {
@@ -33,6 +34,7 @@ BUILTIN_OPTIONS = {
     "list_images_timeout": 30,
     "ignore_regions": "",
     "follow_rotations": True,
+    "transfer": "auto",
 }
 OPTION_FIELDS = tuple(BUILTIN_OPTIONS)
 CSV_FIELDS = ("forcesyncs", "metadata_set", "obsolete_syncprops", "ignore_regions")
@@ -130,6 +132,20 @@ class TargetOptions(models.Model):
         "checksum, instead of becoming a checksum conflict. Off: the original's behaviour.",
     )
 
+    class Transfer(models.TextChoices):
+        AUTO = "auto", "auto: glance-download where the region offers it, else stream"
+        STREAM = "stream", "stream: every byte through GlanceSync"
+        GLANCE_DOWNLOAD = "glance-download", "glance-download only (master target): the region's Glance copies it"
+
+    transfer = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=Transfer.choices,
+        help_text="How uploads reach the regions. glance-download: the region's Glance imports the image from "
+        "the master region's Glance itself (Glance 2023.1+, regions of the master's Keystone), so the bytes do not "
+        "pass through GlanceSync; a failed import is streamed once instead, except with 'glance-download only'.",
+    )
+
     class Meta:
         abstract = True
 
@@ -149,6 +165,9 @@ class TargetOptions(models.Model):
             validate_condition(self.metadata_condition, getattr(self, "name", "DEFAULT"))
         except ValidationError as error:
             raise ValidationError({"metadata_condition": error.messages}) from None
+        if self.transfer == GLANCE_DOWNLOAD and getattr(self, "name", "") != "master":
+            where = "the defaults" if isinstance(self, Defaults) else f"target {getattr(self, 'name', '')}"
+            raise ValidationError({"transfer": f"not for {where}: {GLANCE_DOWNLOAD_MASTER_ONLY}"})
 
 
 def is_set(value) -> bool:
@@ -298,6 +317,7 @@ class Target(TargetOptions):
             obsolete_syncprops=frozenset(csv_items(option("obsolete_syncprops"))),
             list_images_timeout=option("list_images_timeout"),
             follow_rotations=option("follow_rotations"),
+            transfer=option("transfer"),
         )
 
 

@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django_q.models import Schedule
 
+from sync.engine.model import GLANCE_DOWNLOAD, IMPORT_STAGES
 from sync.models.configuration import SingletonModel
 
 # -- background runs (issue #5) ------------------------------------------------------------------------------
@@ -90,6 +91,13 @@ class RegionRun(models.Model):
     images_done = models.PositiveIntegerField(default=0)
     images_total = models.PositiveIntegerField(default=0)
     current_image = models.CharField(max_length=255, blank=True)
+    current_transfer = models.CharField(
+        max_length=20, blank=True, help_text="How the current image's bytes go: stream or glance-download."
+    )
+    current_stage = models.CharField(
+        max_length=20, blank=True, help_text="glance-download: record created, importing, verifying, done."
+    )
+    transfer_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current copy began.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True, help_text="Why the region stopped, if it did.")
     new_problems = models.JSONField(
@@ -106,6 +114,28 @@ class RegionRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    @property
+    def importing(self) -> bool:
+        """The region's Glance is copying the current image itself (glance-download): no bytes to count."""
+        return not self.finished and self.current_transfer == GLANCE_DOWNLOAD and bool(self.current_image)
+
+    @property
+    def import_stages(self) -> list[tuple[str, str]]:
+        """(stage, "done" | "current" | "todo") for each stage of a glance-download copy."""
+        current = IMPORT_STAGES.index(self.current_stage) if self.current_stage in IMPORT_STAGES else -1
+        return [
+            (stage, "done" if i < current else "current" if i == current else "todo")
+            for i, stage in enumerate(IMPORT_STAGES)
+        ]
+
+    @property
+    def transfer_elapsed(self) -> str:
+        """Time since the current copy began, as "42 s" or "3 min 04 s"."""
+        if self.transfer_started_at is None:
+            return ""
+        seconds = max(0, int((timezone.now() - self.transfer_started_at).total_seconds()))
+        return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
     @property
     def log_tail(self) -> str:

@@ -38,6 +38,12 @@ class RegionSnapshot(models.Model):
         null=True, blank=True, help_text="The first of the refreshes in a row that could not read the region."
     )
     read_failures = models.PositiveIntegerField(default=0, help_text="Refreshes in a row that could not read it.")
+    transfer = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="How a sync would copy images there at the last refresh that planned uploads: stream, "
+        "glance-download, or none (the target allows only glance-download, which the region does not offer).",
+    )
     status_counts = models.JSONField(
         default=dict,
         blank=True,

@@ -30,7 +30,7 @@ def images(realstack):  # noqa: F811
     for name in ("cirros", "debian"):
         create(master, prefix + name, os.urandom(64 * 1024))
     yield prefix
-    for region in ("RegionOne", "RegionTwo"):
+    for region in ("RegionOne", "RegionTwo", "RegionThree"):
         conn = realstack.connect("source", region)
         for image in images_named(conn, prefix).values():
             conn.image.delete_image(image.id, ignore_missing=True)
@@ -99,9 +99,9 @@ def test_a_staff_user_connects_the_real_cloud_and_syncs_a_region(
     by_hand.get_by_role("button", name="Test the connection").click()
     expect(page).to_have_url(re.compile(r"/connect/review/$"))
     test = page.get_by_role("region", name="Connection test of master")
-    expect(test).to_contain_text("image endpoints in 2 region(s): RegionOne, RegionTwo")
+    expect(test).to_contain_text("image endpoints in 3 region(s): RegionOne, RegionThree, RegionTwo")
     master = page.get_by_label("Master region")
-    expect(master.locator("option")).to_have_text(["RegionOne", "RegionTwo"])  # the catalog's regions
+    expect(master.locator("option")).to_have_text(["RegionOne", "RegionThree", "RegionTwo"])  # the catalog's regions
     master.select_option(label="RegionOne")
     changes = page.get_by_role("region", name="What saving does")
     expect(changes).to_contain_text("create target master")

@@ -348,3 +348,99 @@ def test_a_tag_the_tag_api_cannot_name_goes_in_the_patch(monkeypatch):
     assert [(m, p, body) for m, p, body in glance.requests if m != "GET"] == [
         ("PATCH", "/images/r1", [{"op": "replace", "path": "/tags", "value": ["a/b", "local"]}]),
     ]
+
+
+class ImportingGlance(FakeGlance):
+    """A region Glance that offers glance-download and answers the image's GETs from a script of states."""
+
+    def __init__(self, states, methods=("glance-direct", "glance-download"), tasks=()):
+        super().__init__()
+        self.states = list(states)
+        self.methods = list(methods)
+        self.tasks = list(tasks)
+        self.deleted = []
+
+    def get(self, path, params=None, **_):
+        self.requests.append(("GET", path, dict(params or {})))
+        if path == "/info/import":
+            return self._answer(body={"import-methods": {"type": "array", "value": self.methods}})
+        if path.endswith("/tasks"):
+            return self._answer(body={"tasks": self.tasks})
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return self._answer(body=state)
+
+    def delete(self, path, **_):
+        self.deleted.append(path)
+        return self._answer(204)
+
+
+def imported_state(**attrs):
+    return {"id": "new-id", "name": "img", "status": "queued", "os_glance_import_task": "t1", "visibility": "public",
+            UPLOAD_MARKER: "1"} | attrs  # fmt: skip
+
+
+def imported_master(**extra):
+    extra = {"os_hash_algo": "sha512", "os_hash_value": "ab" * 64, "disk_format": "raw", "container_format": "bare"}
+    return Image("img", "1d4ab3c6-2b5e-4a8e-9b61-3f0c8e0d1a22", "RegionOne", checksum="c" * 32, size=10, extra=extra)
+
+
+def test_it_asks_the_regions_import_methods_once(monkeypatch):
+    glance = ImportingGlance([{}])
+    session = session_on(monkeypatch, glance)
+    assert session.offers_glance_download("RegionThree") and session.offers_glance_download("RegionThree")
+    assert [path for _, path, _ in glance.requests] == ["/info/import"]
+    glance.methods = ["glance-direct"]
+    assert session.offers_glance_download("RegionThree"), "cached for the session (once per run)"
+    assert not session_on(monkeypatch, ImportingGlance([{}], methods=["web-download"])).offers_glance_download("R")
+
+
+def test_an_import_is_posted_polled_verified_and_completed(monkeypatch):
+    from sync.clouds.base import ImageSource
+
+    monkeypatch.setattr("sync.clouds.openstack.IMPORT_POLL", (0.0, 0.0))
+    master = imported_master()
+    done = imported_state(status="active", checksum="c" * 32, os_hash_algo="sha512", os_hash_value="ab" * 64,
+                          size=10, os_distro="debian")  # fmt: skip
+    glance = ImportingGlance([imported_state(), imported_state(status="importing"), done, done, done])
+    session = session_on(monkeypatch, glance)
+    stages = []
+    copy = Image("img", "", "RegionThree", extra=dict(master.extra))
+    assert session.import_image("RegionThree", copy, ImageSource(session, "RegionOne", master), stages.append) == (
+        "new-id"
+    )
+    assert stages == ["record created", "importing", "importing", "importing", "verifying", "done"]
+    post = next(body for method, path, body in glance.requests if path == "/images/new-id/import")
+    assert post == {"method": {"name": "glance-download", "glance_image_id": master.id,
+                               "glance_region": "RegionOne", "glance_service_interface": "public"}}  # fmt: skip
+    patches = [body for method, path, body in glance.requests if method == "PATCH"]
+    assert patches[0] == [{"op": "remove", "path": "/os_distro"}]  # what glance-download copied on its own
+    assert patches[-1] == [{"op": "remove", "path": "/" + UPLOAD_MARKER}]
+    assert glance.deleted == []
+
+
+@pytest.mark.parametrize(
+    ("states", "cause"),
+    [
+        ([imported_state(os_glance_import_task="")], "could not import it: Task failed due to Internal Error"),
+        ([imported_state(status="killed")], "could not import it"),
+        ([imported_state(status="importing", os_glance_failed_import="fs")], "could not import it"),
+        ([imported_state(status="importing")], "did not finish importing it in 0 s (the image is importing)"),
+        ([imported_state(status="active", size=10)], "the region reports no checksum"),
+        ([imported_state(status="active", checksum="d" * 32, size=10)], f"checksum {'d' * 32}, the master has"),
+    ],
+    ids=["reverted", "killed", "failed-store", "timeout", "no-checksum", "other-checksum"],
+)
+def test_a_failed_import_deletes_the_record_and_says_why(monkeypatch, states, cause):
+    from sync.clouds.base import ImageSource
+
+    monkeypatch.setattr("sync.clouds.openstack.IMPORT_POLL", (0.0, 0.0))
+    monkeypatch.setattr("sync.clouds.openstack.IMPORT_TIMEOUT_BASE", 0.0)
+    monkeypatch.setattr("sync.clouds.openstack.IMPORT_TIMEOUT_RATE", 1e12)
+    glance = ImportingGlance(states, tasks=[{"status": "failure", "message": "Task failed due to Internal Error"}])
+    session = session_on(monkeypatch, glance)
+    master = imported_master()
+    with pytest.raises(GlanceSyncError) as error:
+        session.import_image("RegionThree", Image("img", "", "RegionThree"), ImageSource(session, "RegionOne", master))
+    assert str(error.value).startswith("RegionThree: Import of img (glance-download) failed. Cause: ")
+    assert cause in str(error.value)
+    assert glance.deleted == ["/images/new-id"]

@@ -30,9 +30,13 @@ def post_action(admin_client, action, target):
 def test_it_lists_the_image_regions_of_a_real_keystone(admin_client, openstack_target, realstack):
     target = openstack_target(realstack.passwords["source"])
     _, messages = post_action(admin_client, "test_connection", target)
-    assert "master: OK, image regions: RegionOne, RegionTwo" in messages
+    assert "master: OK, image regions: RegionOne, RegionThree, RegionTwo" in messages
     post_action(admin_client, "discover_regions", target)
-    assert sorted(region.name for region in Region.objects.filter(target=target)) == ["RegionOne", "RegionTwo"]
+    assert sorted(region.name for region in Region.objects.filter(target=target)) == [
+        "RegionOne",
+        "RegionThree",
+        "RegionTwo",
+    ]
 
 
 def test_a_wrong_password_gives_a_clear_message_without_the_secret(admin_client, openstack_target):

@@ -44,7 +44,7 @@ def test_it_connects_the_source_cloud_after_a_wrong_password(staff_client, reals
         "/connect/review/"
     )
     review = text(staff_client.get("/connect/review/"))
-    assert "image endpoints in 2 region(s): RegionOne, RegionTwo" in review
+    assert "image endpoints in 3 region(s): RegionOne, RegionThree, RegionTwo" in review
     assert "Glance of RegionOne: http://127.0.0.1:" in review and "Glance of RegionTwo: http://127.0.0.1:" in review
     choices = {"master_region": "master:RegionOne", "regions_master": ["RegionOne", "RegionTwo"], "action": "save"}
     assert staff_client.post("/connect/review/", choices)["Location"] == "/"

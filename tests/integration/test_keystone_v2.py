@@ -67,7 +67,7 @@ def test_it_lists_the_regions_of_a_v2_catalog(realstack, keystone_v2, tmp_path):
     conf = v2_conf(tmp_path, keystone_v2, realstack.passwords["source"])
     out = io.StringIO()
     call_command("glancesync", "--config-file", str(conf), "--cloud", "openstack", "--show-regions", stdout=out)
-    assert out.getvalue().split() == ["RegionTwo"]  # the master region is not a target of itself
+    assert out.getvalue().split() == ["RegionThree", "RegionTwo"]  # the master region is not a target of itself
 
 
 def test_a_wrong_v2_password_is_a_clear_error_that_never_shows_it(keystone_v2, tmp_path):

@@ -39,6 +39,7 @@ START_SH = HERE / "start.sh"
 STOP_SH = HERE / "stop.sh"
 NAME_PREFIX = "glancesync-realstack-"  # gunicorn process title prefix, as RS_NAME_PREFIX in lib/settings.sh
 START_TIMEOUT_S = 900  # a first start installs the venv from PyPI
+LAYOUT = 2  # stack.json's "layout" as lib/write_files.py writes it: an older stack is started again (it upgrades)
 
 
 class RealStackError(RuntimeError):
@@ -64,6 +65,7 @@ class Service:
     pid_file: Path
     log_file: Path
     images_dir: Path | None  # Glance's file store
+    glance_download: bool = False  # the Glance offers the glance-download import method
 
     def pid(self) -> int | None:
         """The pid of this service's gunicorn master if it is running (checked against its process title)."""
@@ -98,6 +100,7 @@ class StackInfo:
     glance_stores: str  # "multi" or "legacy"
     services: dict[str, Service] = field(repr=False)
     started: bool = False  # True if ensure_stack() started (some of) it
+    layout: int = 1  # what start.sh set up (see LAYOUT)
 
     @property
     def source_auth_url(self) -> str:
@@ -148,6 +151,7 @@ def load_stack(directory: Path | None = None) -> StackInfo | None:
             pid_file=Path(s["pid_file"]),
             log_file=Path(s["log_file"]),
             images_dir=Path(s["images_dir"]) if s["images_dir"] else None,
+            glance_download=bool(s.get("glance_download")),
         )
         for name, s in raw["services"].items()
     }
@@ -162,6 +166,7 @@ def load_stack(directory: Path | None = None) -> StackInfo | None:
         passwords=raw["passwords"],
         glance_stores=raw["glance_stores"],
         services=services,
+        layout=raw.get("layout", 1),
     )
 
 
@@ -181,7 +186,7 @@ def _run_start_sh() -> None:
 def ensure_stack() -> StackInfo:
     """The running stack; starts it (or the services of it that are down) with start.sh when needed."""
     info = load_stack()
-    if info is not None and info.is_up():
+    if info is not None and info.layout == LAYOUT and info.is_up():
         return info
     _run_start_sh()
     info = load_stack()

@@ -2,8 +2,13 @@
 # Start a real OpenStack for GlanceSync's integration tests: Keystone 30 and Glance 33 from PyPI, in their own
 # venv, on 127.0.0.1 only, with SQLite databases and Glance's file store.
 #
-#   site "source": Keystone :15000 (admin / sourcepass), Glance RegionOne :19292 and RegionTwo :19293
+#   site "source": Keystone :15000 (admin / sourcepass), Glance RegionOne :19292, RegionTwo :19293, RegionThree :19295
 #   site "target": an independent Keystone :15357 (admin / targetpass), Glance RegionOne :19294
+#
+# Every Glance but the source's RegionTwo also offers the glance-download import method (a region's Glance pulls
+# an image from another region of its Keystone itself), allowed to fetch from 127.0.0.1 on the stack's Glance
+# ports only: RegionTwo is the region that must be streamed, and a region behind a fault proxy (another port)
+# is refused by the importing Glance's filtering, which is how the tests make an import fail.
 #
 # Writes $RUN/clouds.yaml (clouds `source` and `target`), source.env, target.env, glancesync.conf (legacy format,
 # master = source, target = target) and stack.json (for tests/realstack/stack.py), and prints where they are.
@@ -60,8 +65,8 @@ esac
 for var in RS_SOURCE_PASSWORD RS_TARGET_PASSWORD RS_GLANCE_PASSWORD; do
   [[ ${!var} =~ ^[A-Za-z0-9._+=-]+$ ]] || die "${var/RS_/GLANCESYNC_REALSTACK_} may only use A-Z a-z 0-9 . _ + = -"
 done
-for var in RS_SOURCE_KEYSTONE_PORT RS_SOURCE_GLANCE1_PORT RS_SOURCE_GLANCE2_PORT RS_TARGET_KEYSTONE_PORT \
-  RS_TARGET_GLANCE_PORT RS_TIMEOUT; do
+for var in RS_SOURCE_KEYSTONE_PORT RS_SOURCE_GLANCE1_PORT RS_SOURCE_GLANCE2_PORT RS_SOURCE_GLANCE3_PORT \
+  RS_TARGET_KEYSTONE_PORT RS_TARGET_GLANCE_PORT RS_TIMEOUT; do
   [[ ${!var} =~ ^[0-9]+$ ]] || die "${var/RS_/GLANCESYNC_REALSTACK_} must be a number, not '${!var}'"
 done
 [[ $RS_GLANCE_STORES == multi || $RS_GLANCE_STORES == legacy ]] ||
@@ -137,8 +142,13 @@ mkdir -p "$RS_RUN"
 settings="ports=$RS_SOURCE_KEYSTONE_PORT,$RS_SOURCE_GLANCE1_PORT,$RS_SOURCE_GLANCE2_PORT,$RS_TARGET_KEYSTONE_PORT"
 settings+=",$RS_TARGET_GLANCE_PORT stores=$RS_GLANCE_STORES"
 settings+=" passwords=$(echo "$RS_SOURCE_PASSWORD $RS_TARGET_PASSWORD $RS_GLANCE_PASSWORD" | sha256sum | cut -c1-16)"
+settings+=" glance3=$RS_SOURCE_GLANCE3_PORT"
 if [[ -f $RS_RUN/settings ]]; then
-  [[ $(cat "$RS_RUN/settings") == "$settings" ]] ||
+  old=$(cat "$RS_RUN/settings")
+  # Data made before RegionThree existed: the same settings without it. RegionThree is added to it (the catalog
+  # set-up is idempotent), and the other Glances restart below with the glance-download configuration.
+  [[ $old == "${settings% glance3=*}" ]] && old=$settings && echo "$settings" >"$RS_RUN/settings"
+  [[ $old == "$settings" ]] ||
     die "the data in $RS_RUN was made with other ports/passwords/stores; run '$HERE/stop.sh --purge' or 'start.sh --reset'"
 else
   echo "$settings" >"$RS_RUN/settings"
@@ -211,8 +221,8 @@ EOF
   log "$1: admin user and catalog bootstrapped"
 }
 
-setup_glance() { # name keystone_port
-  local d=$RS_RUN/$1 ks_port=$2 stores
+setup_glance() { # name keystone_port glance-download|stream-only
+  local d=$RS_RUN/$1 ks_port=$2 stores import=""
   mkdir -p "$d/images" "$d/staging" "$d/tasks"
   cp "$RS_VENV/etc/glance/glance-api-paste.ini" "$d/"
   if [[ $RS_GLANCE_STORES == legacy ]]; then
@@ -234,10 +244,20 @@ filesystem_store_datadir = $d/staging/
 [os_glance_tasks_store]
 filesystem_store_datadir = $d/tasks/"
   fi
+  if [[ $3 == glance-download ]]; then
+    # glance-download besides Glance's default methods. Glance refuses to fetch from loopback and from ports
+    # other than 80/443 unless allowed: only the stack's own Glance ports are (not the fault proxies' ports).
+    stores=${stores/\[DEFAULT\]/"[DEFAULT]
+enabled_import_methods = [glance-direct,web-download,copy-image,glance-download]"}
+    import="
+[import_filtering_opts]
+allowed_hosts = [127.0.0.1]
+allowed_ports = [80,443,$RS_SOURCE_GLANCE1_PORT,$RS_SOURCE_GLANCE2_PORT,$RS_SOURCE_GLANCE3_PORT,$RS_TARGET_GLANCE_PORT]"
+  fi
   # paste flavor "keystone": the pipeline with keystonemiddleware's auth_token, which validates tokens with
   # the `glance` service user that lib/setup_catalog.py creates.
   cat >"$d/glance-api.conf" <<EOF
-$stores
+$stores$import
 [database]
 connection = sqlite:///$d/glance.db
 [paste_deploy]
@@ -270,9 +290,22 @@ start_service() { # name kind port
     app=glance_wsgi:application env_var=OS_GLANCE_CONFIG_DIR=$d url=http://127.0.0.1:$port/
   fi
   WAITS+=(--service "$name" "$url" "$d/service.pid" "$d/service.log")
+  # A service runs with the configuration it started with: one started before its configuration changed (an
+  # older start.sh) is restarted, so a reused stack offers what this start.sh configures.
+  local config
+  config=$(cat "$d"/*.conf | sha256sum | cut -d' ' -f1)
   if pid_alive "$d/service.pid"; then
-    log "$name already running (pid $(cat "$d/service.pid"))"
-    return 0
+    if [[ $(cat "$d/service.conf.sha256" 2>/dev/null) == "$config" ]]; then
+      log "$name already running (pid $(cat "$d/service.pid"))"
+      return 0
+    fi
+    log "$name runs with an older configuration: restarting it"
+    kill -TERM -- "-$(cat "$d/service.pid")" 2>/dev/null || true
+    local tries=0
+    while pid_alive "$d/service.pid" || port_busy "$port"; do
+      ((++tries > 100)) && die "$name (pid $(cat "$d/service.pid")) did not stop in 10 s"
+      sleep 0.1
+    done
   fi
   port_busy "$port" && die "127.0.0.1:$port is in use by something else; choose another port for $name (lib/settings.sh)"
   (
@@ -284,6 +317,7 @@ start_service() { # name kind port
       >>"$d/service.log" 2>&1 </dev/null
   ) &
   echo $! >"$d/service.pid"
+  echo "$config" >"$d/service.conf.sha256"
   STARTED+=($!)
   log "started $name (pid $!) on 127.0.0.1:$port"
 }
@@ -294,9 +328,10 @@ start_service() { # name kind port
 make_template keystone &
 keystone_template_job=$!
 make_template glance || die "could not make the Glance template database"
-setup_glance source-glance-RegionOne "$RS_SOURCE_KEYSTONE_PORT"
-setup_glance source-glance-RegionTwo "$RS_SOURCE_KEYSTONE_PORT"
-setup_glance target-glance-RegionOne "$RS_TARGET_KEYSTONE_PORT"
+setup_glance source-glance-RegionOne "$RS_SOURCE_KEYSTONE_PORT" glance-download
+setup_glance source-glance-RegionTwo "$RS_SOURCE_KEYSTONE_PORT" stream-only
+setup_glance source-glance-RegionThree "$RS_SOURCE_KEYSTONE_PORT" glance-download
+setup_glance target-glance-RegionOne "$RS_TARGET_KEYSTONE_PORT" glance-download
 start_service source-glance-RegionOne glance "$RS_SOURCE_GLANCE1_PORT"
 if [[ ! -f $TEMPLATES/.glance-compiled ]]; then
   # First use of this venv: the first Glance compiles the modules it imports (~4 s of CPU) and keeps the
@@ -305,6 +340,7 @@ if [[ ! -f $TEMPLATES/.glance-compiled ]]; then
   touch "$TEMPLATES/.glance-compiled"
 fi
 start_service source-glance-RegionTwo glance "$RS_SOURCE_GLANCE2_PORT"
+start_service source-glance-RegionThree glance "$RS_SOURCE_GLANCE3_PORT"
 start_service target-glance-RegionOne glance "$RS_TARGET_GLANCE_PORT"
 wait "$keystone_template_job" || die "could not make the Keystone template database"
 setup_keystone source-keystone "$RS_SOURCE_KEYSTONE_PORT" "$RS_SOURCE_PASSWORD" &
@@ -318,13 +354,14 @@ start_service target-keystone keystone "$RS_TARGET_KEYSTONE_PORT"
 
 "$PY" "$LIB/wait_services.py" --timeout "$RS_TIMEOUT" "${WAITS[@]}" ||
   die "not every service came up (see above)"
-log "all five services answer"
+log "all six services answer"
 
 # ------------------------------------------------------------------------------------------------ 4. catalog
 # Register Glance in each Keystone and prove each Glance accepts that Keystone's tokens.
 ADMIN_PASSWORD=$RS_SOURCE_PASSWORD GLANCE_PASSWORD=$RS_GLANCE_PASSWORD "$PY" "$LIB/setup_catalog.py" \
   "http://127.0.0.1:$RS_SOURCE_KEYSTONE_PORT/v3" \
-  "RegionOne=http://127.0.0.1:$RS_SOURCE_GLANCE1_PORT" "RegionTwo=http://127.0.0.1:$RS_SOURCE_GLANCE2_PORT" >&2 &
+  "RegionOne=http://127.0.0.1:$RS_SOURCE_GLANCE1_PORT" "RegionTwo=http://127.0.0.1:$RS_SOURCE_GLANCE2_PORT" \
+  "RegionThree=http://127.0.0.1:$RS_SOURCE_GLANCE3_PORT" >&2 &
 source_job=$!
 ADMIN_PASSWORD=$RS_TARGET_PASSWORD GLANCE_PASSWORD=$RS_GLANCE_PASSWORD "$PY" "$LIB/setup_catalog.py" \
   "http://127.0.0.1:$RS_TARGET_KEYSTONE_PORT/v3" "RegionOne=http://127.0.0.1:$RS_TARGET_GLANCE_PORT" >&2 &
@@ -334,11 +371,12 @@ wait "$target_job" || die "catalog set-up of the target site failed"
 
 # ------------------------------------------------------------------------------------------------ 5. client files
 export RS_BASE RS_RUN RS_VENV RS_GLANCE_STORES RS_SOURCE_KEYSTONE_PORT RS_SOURCE_GLANCE1_PORT RS_SOURCE_GLANCE2_PORT \
+  RS_SOURCE_GLANCE3_PORT \
   RS_TARGET_KEYSTONE_PORT RS_TARGET_GLANCE_PORT RS_SOURCE_PASSWORD RS_TARGET_PASSWORD RS_GLANCE_PASSWORD
 "$PY" "$LIB/write_files.py" || die "could not write the client files"
 log "READY"
 cat <<EOF
-clouds.yaml:     $RS_RUN/clouds.yaml  (clouds: source [RegionOne, RegionTwo], target [RegionOne])
+clouds.yaml:     $RS_RUN/clouds.yaml  (clouds: source [RegionOne, RegionTwo, RegionThree], target [RegionOne])
 glancesync.conf: $RS_RUN/glancesync.conf
 env files:       $RS_RUN/source.env $RS_RUN/target.env
 stack info:      $RS_RUN/stack.json

@@ -43,14 +43,34 @@ def test_catalog_has_the_image_endpoints(realstack):
     assert image_endpoints(realstack.connect("source")) == {
         "RegionOne": f"http://127.0.0.1:{ports['source-glance-RegionOne']}",
         "RegionTwo": f"http://127.0.0.1:{ports['source-glance-RegionTwo']}",
+        "RegionThree": f"http://127.0.0.1:{ports['source-glance-RegionThree']}",
     }
     assert image_endpoints(realstack.connect("target")) == {
         "RegionOne": f"http://127.0.0.1:{ports['target-glance-RegionOne']}",
     }
-    for cloud, region in (("source", "RegionOne"), ("source", "RegionTwo"), ("target", "RegionOne")):
+    for cloud, region in (
+        ("source", "RegionOne"),
+        ("source", "RegionTwo"),
+        ("source", "RegionThree"),
+        ("target", "RegionOne"),
+    ):
         conn = realstack.connect(cloud, region)
         endpoint = conn.session.get_endpoint(service_type="image", region_name=region, interface="public")
         assert endpoint.rstrip("/") == realstack.glance(region, cloud).url.rstrip("/")
+
+
+def test_every_glance_but_the_source_region_two_offers_glance_download(realstack):
+    """GET /v2/info/import: the import methods each Glance offers (RegionTwo: Glance's defaults only)."""
+    for cloud, region in (
+        ("source", "RegionOne"),
+        ("source", "RegionTwo"),
+        ("source", "RegionThree"),
+        ("target", "RegionOne"),
+    ):
+        methods = realstack.connect(cloud, region).image.get("/info/import").json()["import-methods"]["value"]
+        assert {"glance-direct", "web-download", "copy-image"} <= set(methods)
+        assert ("glance-download" in methods) == (region != "RegionTwo" or cloud != "source")
+        assert realstack.glance(region, cloud).glance_download == ("glance-download" in methods)
 
 
 def test_upload_download_delete_an_image(realstack):

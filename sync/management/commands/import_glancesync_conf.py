@@ -59,6 +59,7 @@ def target_fields(policy: TargetPolicy) -> dict:
         "obsolete_syncprops": _csv(policy.obsolete_syncprops),
         "list_images_timeout": policy.list_images_timeout,
         "follow_rotations": policy.follow_rotations,
+        "transfer": policy.transfer,
         "ignore_regions": _csv(policy.ignore_regions),
     }
 

@@ -1,6 +1,6 @@
 """Write the client files for the running stack (called by start.sh; values come from its environment).
 
-  clouds.yaml      clouds `source` (regions RegionOne, RegionTwo) and `target` (RegionOne)
+  clouds.yaml      clouds `source` (regions RegionOne, RegionTwo, RegionThree) and `target` (RegionOne)
   source.env       OS_* variables for the source site (RegionOne), for `source` in a shell
   target.env       the same for the target site
   glancesync.conf  the legacy GlanceSync configuration: master = source Keystone, target = target Keystone
@@ -22,7 +22,11 @@ SITES = {  # site -> (keystone port, admin password, [(region, glance port), ...
     "source": (
         int(E["RS_SOURCE_KEYSTONE_PORT"]),
         E["RS_SOURCE_PASSWORD"],
-        [("RegionOne", int(E["RS_SOURCE_GLANCE1_PORT"])), ("RegionTwo", int(E["RS_SOURCE_GLANCE2_PORT"]))],
+        [
+            ("RegionOne", int(E["RS_SOURCE_GLANCE1_PORT"])),
+            ("RegionTwo", int(E["RS_SOURCE_GLANCE2_PORT"])),
+            ("RegionThree", int(E["RS_SOURCE_GLANCE3_PORT"])),
+        ],
     ),
     "target": (
         int(E["RS_TARGET_KEYSTONE_PORT"]),
@@ -87,7 +91,7 @@ def env_file(site):
 def glancesync_conf():
     return f"""\
 # Legacy GlanceSync configuration for the real stack (written by tests/realstack/start.sh).
-# master = the source site (regions RegionOne and RegionTwo); target = the independent target site.
+# master = the source site (regions RegionOne, RegionTwo, RegionThree); target = the independent target site.
 [main]
 master_region = RegionOne
 
@@ -126,8 +130,13 @@ def stack_json():
                 "pid_file": str(directory / "service.pid"),
                 "log_file": str(directory / "service.log"),
                 "images_dir": str(directory / "images") if kind == "glance" else None,
+                # start.sh configures glance-download on every Glance but this one
+                "glance_download": kind == "glance" and name != "source-glance-RegionTwo",
             }
     info = {
+        # What this start.sh sets up (stack.py's LAYOUT): 2 = RegionThree and glance-download (issue #18). A stack
+        # described with an older layout is started again, which adds what it lacks.
+        "layout": 2,
         "base_dir": E["RS_BASE"],
         "run_dir": str(RUN),
         "venv": E["RS_VENV"],
