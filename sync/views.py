@@ -14,8 +14,10 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib import messages
@@ -57,6 +59,8 @@ from sync.models import (
     Target,
 )
 from sync.models.snapshot import PLAN_KINDS, PROTECTED_COPY
+
+T = TypeVar("T")
 
 # What a sync does with an image in each status (the region page's "planned action" column).
 PLANNED_ACTIONS = {
@@ -199,16 +203,20 @@ def _overview_regions(shared: bool) -> dict:
     console's main cost. It holds nothing that depends on the viewer (no form, no permission), so then the HTML is
     kept for GLANCESYNC_PAGE_CACHE_SECONDS and shared: at worst that much older than the database, within one
     poll. Once nothing is live it is rendered afresh: that answer ends the polling and stays on the screen."""
-    seconds = settings.GLANCESYNC_PAGE_CACHE_SECONDS if shared else 0
-    regions = cache.get(OVERVIEW_CACHE_KEY) if seconds else None
-    if regions is None:
-        regions = _render_overview_regions()
-        if seconds:
-            cache.set(OVERVIEW_CACHE_KEY, regions, seconds)
+    regions = _shared("glancesync:overview-regions", shared, _render_overview_regions)
     return {**regions, "table": mark_safe(regions["table"])}  # rendered by our own template, escaped there
 
 
-OVERVIEW_CACHE_KEY = "glancesync:overview-regions"
+def _shared(key: str, shared: bool, make: Callable[[], T]) -> T:
+    """`make()`, kept under `key` for GLANCESYNC_PAGE_CACHE_SECONDS and shared by every viewer while `shared` (a
+    live page that all of them poll); made afresh otherwise."""
+    seconds = settings.GLANCESYNC_PAGE_CACHE_SECONDS if shared else 0
+    value = cache.get(key) if seconds else None
+    if value is None:
+        value = make()
+        if seconds:
+            cache.set(key, value, seconds)
+    return value
 
 
 def _render_overview_regions() -> dict:
@@ -514,10 +522,21 @@ def run_detail(request, run_id: int):
     """A run's regions with progress bars and log tails; htmx polls the partial until the run ends."""
     _require_viewer(request)
     run = get_object_or_404(SyncRun, pk=run_id)
-    context = {"run": run, "region_runs": run.region_runs.all()}
+    context = {"run": run, "cards": _run_cards(run)}
     if request.htmx:
         return _polled_partial(request, "sync/_run_regions.html", context, still_live=not run.finished)
     return render(request, "sync/run_detail.html", context)
+
+
+def _run_cards(run: SyncRun, fresh: bool = False) -> str:
+    """The run's state and region cards, without the viewer's cancel button: shared while the run is live, as
+    the overview's table is (every open run page polls them every second); `fresh` after a change."""
+    html = _shared(
+        f"glancesync:run-cards:{run.pk}",
+        not run.finished and not fresh,
+        lambda: str(render_to_string("sync/_run_cards.html", {"run": run, "region_runs": run.region_runs.all()})),
+    )
+    return mark_safe(html)  # rendered by our own template, escaped there
 
 
 @login_required
@@ -532,7 +551,7 @@ def cancel_run(request, run_id: int):
         AuditEntry.record(request.user, run, "change", ["cancel_requested"])
         messages.success(request, f"Run #{run.pk}: cancel requested; a running region stops at its next image.")
     if request.htmx:  # the polled part of the page, re-rendered in place
-        return render(request, "sync/_run_regions.html", {"run": run, "region_runs": run.region_runs.all()})
+        return render(request, "sync/_run_regions.html", {"run": run, "cards": _run_cards(run, fresh=True)})
     return redirect("sync:run_detail", run_id=run.pk)
 
 

@@ -140,3 +140,31 @@ def test_a_glance_download_copy_shows_its_stages_and_elapsed_time_instead_of_the
     page = viewer_client.get(reverse("sync:run_detail", args=[run.pk])).content.decode()
     assert "now: debian-12 (streamed through GlanceSync)" in page and 'aria-label="Data of Bilbao"' in page
     assert "record created" not in page
+
+
+def test_it_shares_the_live_cards_for_a_moment_but_not_the_cancel_button(client, viewer, operator, settings):
+    """Every open run page polls its cards every second: while the run is live they are rendered once for all
+    viewers for a moment; the operator's cancel form (with their CSRF token) stays theirs, and the answer that
+    ends the polling is fresh."""
+    from django.core.cache import cache
+    from django.test import Client
+
+    settings.GLANCESYNC_PAGE_CACHE_SECONDS = 60
+    cache.clear()
+    run = SyncRun.objects.create(trigger="cli", regions=["Bilbao"], state="running")
+    region_run = RegionRun.objects.create(run=run, region="Bilbao", state="running", images_done=1, images_total=4)
+    url = reverse("sync:run_detail", args=[run.pk])
+    client.force_login(viewer)
+    first = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "Images 1 / 4" in first and "Cancel this run" not in first
+    RegionRun.objects.filter(pk=region_run.pk).update(images_done=2)
+    assert client.get(url, HTTP_HX_REQUEST="true").content.decode() == first  # the shared rendering
+    operator_client = Client()
+    operator_client.force_login(operator)
+    theirs = operator_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "Cancel this run" in theirs and "Images 1 / 4" in theirs
+
+    RegionRun.objects.filter(pk=region_run.pk).update(state="done", images_done=4)
+    SyncRun.objects.filter(pk=run.pk).update(state="done")
+    last = client.get(url, HTTP_HX_REQUEST="true")
+    assert last.status_code == 286 and "Images 4 / 4" in last.content.decode()
