@@ -243,3 +243,11 @@ def test_an_unreadable_region_among_others_fails_alone(demo_cloud):
     assert "Valencia" in summary and summary.count("; ") == 1
     assert RegionSnapshot.objects.exclude(error="").get().region == "Valencia"
     assert ImageState.objects.filter(region="Sevilla").exists()
+
+
+def test_the_digest_depends_on_the_values_only():
+    content = ("id", "ch", "", "", 5, None, "n", "public", False, ["a", "b"], "", False, [], [["name", "x", None]], "")
+    rebuilt = tuple("".join(list(v)) if isinstance(v, str) else v for v in content)  # equal, not the same objects
+    assert snapshot._digest(rebuilt) == snapshot._digest(content) == "db8b700f33d0bc68"  # stable across processes
+    assert snapshot._digest((*content[:4], 6, *content[5:])) != snapshot._digest(content)
+    assert snapshot._digest((*content[:8], 0, *content[9:])) != snapshot._digest(content)  # False is not 0
