@@ -107,7 +107,8 @@ def _list(engine: GlanceSync, ref: RegionRef) -> Listing:
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a region is computed and stored: the listing, the statuses
     and the rows are hundreds of thousands of objects (no cycles among them), and the full collections their
-    allocation triggers took more time than building the rows."""
+    allocation triggers took more time than building the rows. The switch is the process's: a listing thread's
+    CSV reader (sync.engine.backup) pauses it too, and either may turn it back on early, which costs time only."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -453,6 +454,7 @@ class _Writer:
         self.table = connection.ops.quote_name(ImageState._meta.db_table)
         self.fields = [ImageState._meta.get_field(name) for name in CONTENT_FIELDS]
         self.json_at = [index for index, f in enumerate(self.fields) if f.get_internal_type() == "JSONField"]
+        self.empty = {index: self.fields[index].get_db_prep_save([], connection) for index in self.json_at}
 
     def delete(self, ids: list[int]) -> None:
         for start in range(0, len(ids), 500):  # well under SQLite's limit of parameters per statement
@@ -483,8 +485,9 @@ class _Writer:
         """The JSON fields as the backend stores them (text on SQLite, jsonb on PostgreSQL); the other values
         are plain str, int, bool and None, which both drivers take as they are."""
         values = list(row.content)
-        for index in self.json_at:
-            values[index] = self.fields[index].get_db_prep_save(values[index], connection)
+        for index in self.json_at:  # mostly empty lists (no tags, no changes): those are prepared once
+            value = values[index]
+            values[index] = self.fields[index].get_db_prep_save(value, connection) if value else self.empty[index]
         return values
 
 
