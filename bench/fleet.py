@@ -67,9 +67,6 @@ class Fleet:
         """The backup keys of the regions besides the master (`Region001`, `other:Region096`, ...)."""
         return self.params.region_keys()
 
-    def sqlite_size(self) -> int:
-        return sum(p.stat().st_size for p in self.data_dir.glob("glancesync.sqlite3*"))
-
 
 # --- the fleet: cloud, configuration, database ------------------------------------------------------------
 
@@ -288,9 +285,13 @@ def pairs() -> int:
 
 
 def database_size(fleet: Fleet) -> str:
-    if fleet.database == "sqlite":
-        return f"{fleet.sqlite_size() / 1e6:,.0f} MB (SQLite file and WAL)"
     from django.db import connection
+
+    if fleet.database == "sqlite":  # the pages in use: the WAL and the pages freed by emptying it are left out
+        with connection.cursor() as cursor:
+            used = [cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count")]
+            cursor.execute("PRAGMA page_size")
+            return f"{(used[0] - used[1]) * cursor.fetchone()[0] / 1e6:,.0f} MB (SQLite pages in use)"
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_database_size(current_database())")
