@@ -17,14 +17,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
-    "/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?page=20", "/conflicts/", "/preview/", "/runs/",
-    "/regions/target0:Region00/", "/metrics",
+    "/", "/matrix/", "/matrix/?status=error_checksum", "/matrix/?after=image-15000", "/matrix/?target=target0",
+    "/matrix/?q=image-1234", "/conflicts/", "/preview/", "/runs/", "/regions/target0:Region00/",
+    "/regions/target0:Region00/?status=pending_upload&page=5", "/metrics",
 ]  # fmt: skip
 GOALS = {"/": (300, 10), "/matrix/": (300, 10), "/metrics": (200, 10)}  # page: (median ms, queries)
 
@@ -48,8 +48,6 @@ def generate(images: int, regions: int) -> None:
     RegionSnapshot.objects.bulk_create(
         RegionSnapshot(
             region=n, target=n.split(":")[0], computed_at=now, other_images=others, other_images_total=900,
-            # what store_statuses keeps with the rows, and all /metrics reads of them
-            status_counts=dict(Counter(status(r, i) for i in range(images))),
         )
         for r, n in enumerate(names)
     )  # fmt: skip
@@ -71,6 +69,7 @@ def generate(images: int, regions: int) -> None:
             ),
             batch_size=2000,
         )
+    RegionSnapshot.recount(names)  # the counts and totals store_statuses keeps with the rows
     for minutes in range(200):  # timed, so the /metrics histograms have durations to count
         started, finished = now - timedelta(minutes=minutes + 1), now - timedelta(minutes=minutes, seconds=minutes)
         run = SyncRun.objects.create(
@@ -91,7 +90,7 @@ def measure(runs: int, pages: list[str]) -> list[tuple[str, float, int, int]]:
 
     from sync.models import ApiToken
 
-    user = get_user_model().objects.create_user("viewer")
+    user, _ = get_user_model().objects.get_or_create(username="viewer")
     user.groups.add(Group.objects.get(name="viewer"))
     client = Client()
     client.force_login(user)
@@ -118,8 +117,11 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=50)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated pages to measure (default: all)")
+    parser.add_argument("--workdir", help="keep the generated database here and reuse it (default: a temporary one)")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    work = args.workdir or tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    stamp = Path(work) / f"generated-{args.images}x{args.regions}"
     os.environ.update(
         GLANCESYNC_DATA_DIR=work,
         DJANGO_SETTINGS_MODULE="glancesync_site.settings",
@@ -130,11 +132,18 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    # Served by WhiteNoise from collected files in production; the test client renders with the plain storage.
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     start = time.perf_counter()
-    generate(args.images, args.regions)
+    if not stamp.exists():  # generation takes minutes at the fleet's size: a --workdir keeps it for the next run
+        generate(args.images, args.regions)
+        stamp.touch()
     print(
         f"{args.images} images x {args.regions} regions ({args.images * args.regions} ImageState rows, generated in "
         f"{time.perf_counter() - start:.0f} s); SQLite; {os.cpu_count()} CPUs; medians of {args.runs}"

@@ -23,7 +23,20 @@ so that every status of the spec appears (the census at the end shows it). The e
 reporter that drops them, so logging does not dominate. Files are read from the page cache (warm). Times are
 wall-clock (time.perf_counter); CPU times are shown too, since they are less sensitive to a busy machine.
 
+Issue #17 adds two measures (`--only pairs,cli`):
+
+* pairs - the engine alone: `statuses()` of each region with its listing already in memory (read untimed),
+          in microseconds per (region, image) pair; goal <= 3 us;
+* cli   - the real `manage.py glancesync --show-status master: other:` of the whole fleet in a child process,
+          with a glancesync.conf written next to the folder (`<folder>.conf`, the file cloud needs no
+          credentials): wall time, CPU time and max RSS (from /usr/bin/time), and every output row compared
+          with the truth; goals <= 10 s and <= 512 MiB, >= 15x faster than the original (151-159 s, 4.0 GiB).
+
+The truth (`status_truth.csv` in the folder) is every pair's status derived from the generated images by the
+spec's rules, in the most direct way and independently of the engine's code (see `region_truth`).
+
 Usage: .venv/bin/python bench/plan.py [--images 20000] [--regions 100] [--runs 5] [--workdir DIR]
+                                      [--only product,pairs,cli] [--cli-runs 3] [--profile N]
 """
 
 from __future__ import annotations
@@ -39,7 +52,9 @@ import pstats
 import random
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -53,6 +68,7 @@ from sync.clouds.files import FileCloud  # noqa: E402
 from sync.engine import backup  # noqa: E402
 from sync.engine.glancesync import GlanceSync  # noqa: E402
 from sync.engine.model import STATUSES, Image, SyncConfig, TargetPolicy  # noqa: E402
+from sync.engine.regions import parse_region  # noqa: E402
 from sync.engine.reporter import Reporter  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the generated data changes, so cached folders are not reused
@@ -61,6 +77,10 @@ OTHER = "other"
 OTHER_CONDITION = "image.is_public and image.user_properties.get('type') in ('baseimage', 'machine')"
 GOAL_SECONDS = 2.0
 GOAL_RATIO = 3.0
+GOAL_PAIR_US = 3.0  # issue #17: the engine's cost per (region, image) pair, listings in memory
+GOAL_CLI_SECONDS = 10.0  # issue #17: the whole --show-status of the 20,000 x 100 fleet...
+GOAL_CLI_MIB = 512  # ...in at most this max RSS
+ORIGINAL_CLI = (151.0, 159.0, 4.0 * 1024)  # the original GlanceSync on the same fleet: seconds (range), MiB
 
 
 def md5(text: str) -> str:
@@ -230,9 +250,12 @@ def write_region(folder: Path, key: str, images: list[Image]) -> None:
 
 
 def generate(params: Params, workdir: Path) -> Path:
-    """The cloud folder for `params`, generated once (atomically) and reused afterwards."""
+    """The cloud folder for `params`, generated once (atomically) and reused afterwards, with its truth."""
     folder = workdir / params.folder_name()
     if (folder / "COMPLETE").exists():
+        if not (folder / TRUTH).exists():  # a folder generated before the truth was written: derive it now
+            master = make_master(params)
+            write_truth(folder, params, master, {key: make_region(params, key, master) for key in params.region_keys()})
         return folder
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = workdir / f".{params.folder_name()}.tmp{os.getpid()}"
@@ -241,13 +264,130 @@ def generate(params: Params, workdir: Path) -> Path:
     start = time.perf_counter()
     master = make_master(params)
     write_region(tmp, MASTER_REGION, master)
-    for key in params.region_keys():
-        write_region(tmp, key, make_region(params, key, master))
+    regions = {key: make_region(params, key, master) for key in params.region_keys()}
+    for key, images in regions.items():
+        write_region(tmp, key, images)
+    write_truth(tmp, params, master, regions)
     (tmp / "COMPLETE").write_text(f"{params}\n")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     print(f"(generated {folder} in {time.perf_counter() - start:.1f} s)")
     return folder
+
+
+# --- the truth: every pair's status, derived from the generated images by the spec's rules -------------
+#
+# An oracle independent of the engine's code: it applies the rules of the spec (§2.3 matching, §3 selection,
+# §4 status) to this generator's data in the most direct way, with no optimisation. The data has none of
+# the cases it leaves out (hidden or community images, tags, rotations: it checks that no region image has
+# the checksum of another master image), so it knows every pair's status; `--show-status` must print it.
+
+TRUTH = "status_truth.csv"
+AMI = ("kernel_id", "ramdisk_id")
+
+
+def master_dict(images: list[Image]) -> dict[str, Image]:
+    """Active, named, own or ownerless images whose name is unique; AMI references as names (spec §2.3)."""
+    kept = [i for i in images if i.status == "active" and i.name and i.owner in (None, MASTER_TENANT)]
+    counts = Counter(i.name for i in kept)
+    master = {i.name: replace(i, user_properties=dict(i.user_properties)) for i in kept if counts[i.name] == 1}
+    names = {i.id: i.name for i in master.values()}
+    for image in master.values():
+        for prop in AMI:
+            if prop in image.user_properties:
+                image.user_properties[prop] = names.get(image.user_properties[prop], image.user_properties[prop])
+    return master
+
+
+def truth_selected(target: TargetPolicy, master: dict[str, Image]) -> list[Image]:
+    """The target's synchronisable images in (size, name) order: make_config's two selection rules."""
+
+    def selectable(image: Image) -> bool:
+        if image.name.endswith("_obsolete") or not image.is_public:
+            return False
+        if target.name == OTHER:  # OTHER_CONDITION
+            return image.user_properties.get("type") in ("baseimage", "machine")
+        return any(key in image.user_properties for key in target.metadata_set)
+
+    return sorted(filter(selectable, master.values()), key=lambda i: (i.size, i.name))
+
+
+def truth_checksum(checksum: str | None, target: TargetPolicy) -> str:
+    for status, checksums in (
+        ("ok_stalled_checksum", target.dontupdate),
+        ("pending_rename", target.rename),
+        ("pending_replace", target.replace),
+    ):
+        if checksum in checksums:
+            return status
+    return "pending_replace" if "any" in target.replace else "error_checksum"
+
+
+def region_truth(key: str, target: TargetPolicy, master: dict[str, Image], region: list[Image]) -> list[str]:
+    """`status,region,image` rows of one region, in the order --show-status prints them."""
+    selected = truth_selected(target, master)
+    wanted = {image.name for image in selected}
+    found: dict[str, Image] = {}
+    for image in region:  # the tenant's own active copy of each name; the master's content wins a duplicate
+        if image.name in wanted and image.owner == target.tenant_id and image.status == "active":
+            kept = found.get(image.name)
+            if kept is None or (image.checksum == master[image.name].checksum != kept.checksum):
+                found[image.name] = image
+    checksums = {m.checksum: m.name for m in master.values()}
+    for image in region:
+        if checksums.get(image.checksum, image.name) != image.name:
+            raise AssertionError(f"{key}: {image.name} has another master image's checksum: not modelled")
+    status: dict[str, str] = {}
+    for m in selected:
+        copy = found.get(m.name)
+        status[m.name] = (
+            "pending_upload"
+            if copy is None
+            else ""
+            if copy.checksum == m.checksum
+            else truth_checksum(copy.checksum, target)
+        )
+    pending = {name for name, s in status.items() if s in ("pending_upload", "pending_replace", "pending_rename")}
+    region_map = {
+        name: image for name, image in found.items() if status[name] not in ("pending_replace", "pending_rename")
+    }
+    for m in selected:
+        if status[m.name]:
+            continue
+        copy, states = found[m.name], set()
+        for prop in AMI:
+            if prop not in m.user_properties:
+                states.add("update" if prop in copy.user_properties else "ready")
+            elif m.user_properties[prop] not in region_map:
+                states.add("pending" if m.user_properties[prop] in pending else "missing")
+            else:
+                states.add(
+                    "ready" if copy.user_properties.get(prop) == region_map[m.user_properties[prop]].id else "update"
+                )
+        compared = sorted(target.metadata_set - set(AMI))
+        differs = copy.is_public != m.is_public or any(
+            copy.user_properties.get(p) != m.user_properties.get(p) for p in compared
+        )
+        differs = differs or any((p in copy.user_properties) != (p in m.user_properties) for p in AMI)
+        status[m.name] = (
+            "error_ami" if "missing" in states else "pending_ami" if "pending" in states
+            else "pending_metadata" if "update" in states or differs else "ok"
+        )  # fmt: skip
+    return [f"{status[m.name]},{key},{m.name}" for m in selected]
+
+
+def write_truth(folder: Path, params: Params, images: list[Image], regions: dict[str, list[Image]]) -> None:
+    """The truth of every region, in the order of the CLI's `--show-status master: other:`."""
+    config, master = make_config(), master_dict(images)
+    with open(folder / TRUTH, "w", newline="", encoding="utf-8") as stream:
+        for key in sorted(regions, key=lambda k: (":" in k, k)):
+            target = config.targets[key.split(":")[0] if ":" in key else "master"]
+            stream.writelines(f"{row}\r\n" for row in region_truth(key, target, master, regions[key]))
+
+
+def read_truth(folder: Path) -> list[str]:
+    with open(folder / TRUTH, newline="", encoding="utf-8") as stream:
+        return stream.read().split("\r\n")[:-1]
 
 
 # --- configuration -----------------------------------------------------------------------------------
@@ -344,6 +484,97 @@ def measure(folder: Path, config: SyncConfig, runs: int) -> dict[str, Series]:
     return results
 
 
+def pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int]:
+    """The engine alone: `statuses()` of each region with its listing already in memory (read untimed).
+
+    Each region is read once and its statuses computed `runs` times; run k's time is the sum over the regions
+    of their k-th computation. The engine (master listing, selections) is built once, untimed, as in a run."""
+    engine = GlanceSync(config, FileCloud(folder), QuietReporter())
+    series, count = Series(), 0
+    walls, cpus = [0.0] * runs, [0.0] * runs
+    for region in all_regions(engine):
+        ref = parse_region(region, config)
+        listing = engine.session(ref.target).list_images(ref.name)
+        gc.collect()
+        for k in range(runs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            statuses = engine.statuses(ref, listing, engine.reporter)[0]
+            walls[k] += time.perf_counter() - wall
+            cpus[k] += time.process_time() - cpu
+        count += len(statuses)
+        del listing, statuses
+    series.wall, series.cpu, series.count = walls, cpus, count
+    return series, count
+
+
+def write_conf(folder: Path) -> Path:
+    """The legacy glancesync.conf of make_config(), for the CLI (the file cloud needs no credentials)."""
+    config = make_config()
+    master, other = config.targets["master"], config.targets[OTHER]
+
+    def listed(values: frozenset[str]) -> str:
+        return ", ".join(sorted(values))
+
+    text = f"""[main]
+master_region = {config.master_region}
+
+[master]
+tenant_id = {master.tenant_id}
+metadata_set = {listed(master.metadata_set)}
+dontupdate = {listed(master.dontupdate)}
+replace = {listed(master.replace)}
+rename = {listed(master.rename)}
+
+[{OTHER}]
+tenant_id = {other.tenant_id}
+metadata_condition = {other.metadata_condition}
+metadata_set = {listed(other.metadata_set)}
+replace = {listed(other.replace)}
+"""
+    path = folder.parent / f"{folder.name}.conf"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass
+class CliRuns:
+    """Runs of the real `manage.py glancesync --show-status master: other:` in a child process."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    max_rss: list[int] = field(default_factory=list)  # bytes
+    mismatches: list[int] = field(default_factory=list)  # output rows that differ from the truth
+
+
+def cli(folder: Path, runs: int) -> CliRuns:
+    """Wall time, CPU time (user + system) and max RSS measured by /usr/bin/time (not os.wait4 here: a child
+    forked from this big process would report this process's RSS as its own high-water mark), and the
+    output checked row by row against the generated truth. Django's data dir is a scratch folder (with
+    --config-file the command reads no database)."""
+    conf, truth = write_conf(folder), read_truth(folder)
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    command = [sys.executable, str(manage), "glancesync", "--config-file", str(conf), "--cloud", f"files:{folder}"]
+    command += ["--show-status", "master:", f"{OTHER}:"]
+    env = {**os.environ, "GLANCESYNC_DATA_DIR": str(folder.parent / "django-data")}
+    results = CliRuns()
+    for _ in range(runs):
+        gc.collect()
+        with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as out, tempfile.NamedTemporaryFile() as usage:
+            timed = ["/usr/bin/time", "-f", "%U %S %M", "-o", usage.name, *command]
+            start = time.perf_counter()
+            child = subprocess.run(timed, stdout=out, stderr=subprocess.DEVNULL, env=env, check=False)
+            results.wall.append(time.perf_counter() - start)
+            if child.returncode:
+                raise SystemExit(f"--show-status failed with exit status {child.returncode}: {' '.join(command)}")
+            user, system, max_rss_kb = Path(usage.name).read_text().split()[-3:]
+            results.cpu.append(float(user) + float(system))
+            results.max_rss.append(int(max_rss_kb) * 1024)
+            out.seek(0)
+            rows = out.read().split("\r\n")[:-1]
+        results.mismatches.append(sum(a != b for a, b in zip(rows, truth, strict=False)) + abs(len(rows) - len(truth)))
+    return results
+
+
 def speed_check() -> float:
     """Seconds for a 5,000,000-iteration loop (best of 3): compares machines, as the numbers scale with it."""
 
@@ -413,6 +644,42 @@ def print_census(counts: Counter[str]) -> None:
         print(f"WARNING: statuses never produced: {', '.join(missing)}")
 
 
+def print_pairs(series: Series) -> None:
+    per_pair = [wall / series.count * 1e6 for wall in series.wall]
+    cpu = statistics.median(series.cpu) / series.count * 1e6
+    median = statistics.median(per_pair)
+    print()
+    print(f"engine per pair (statuses() of {series.count:,} pairs, listings in memory)")
+    print(f"        median {median:.2f} us/pair (cpu {cpu:.2f} us/pair)")
+    print(f"        runs:  {' '.join(f'{us:.2f}' for us in per_pair)}")
+    print(f"goal <= {GOAL_PAIR_US:g} us/pair: {'PASS' if median <= GOAL_PAIR_US else 'FAIL'} ({median:.2f} us)")
+
+
+def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
+    """`issue_fleet`: the 20,000 x 100 fleet the original was measured on (only then are ratios to it shown)."""
+    wall, cpu = statistics.median(results.wall), statistics.median(results.cpu)
+    rss = statistics.median(results.max_rss) / 2**20
+    low, high, original_mib = ORIGINAL_CLI
+    print()
+    print(f"manage.py glancesync --show-status master: {OTHER}: ({pairs:,} rows checked against the truth)")
+    print(f"        median {wall:.2f} s (cpu {cpu:.2f} s), max RSS {rss:.0f} MiB")
+    print(f"        runs:  {' '.join(f'{w:.2f}' for w in results.wall)} s")
+    print(f"        cpu:   {' '.join(f'{c:.2f}' for c in results.cpu)} s")
+    print(f"        max RSS: {' '.join(f'{r / 2**20:.0f}' for r in results.max_rss)} MiB")
+    print(f"        rows differing from the truth: {' '.join(map(str, results.mismatches))}")
+    if issue_fleet:
+        print(f"vs the original ({low:g}-{high:g} s, {original_mib / 1024:g} GiB):")
+        print(f"        {low / wall:.1f}-{high / wall:.1f}x faster, {original_mib / rss:.1f}x less memory")
+    same = not any(results.mismatches)
+    print(f"goal every row unchanged:     {'PASS' if same else 'FAIL'}")
+    print(
+        f"goal <= {GOAL_CLI_SECONDS:g} s:              {'PASS' if wall <= GOAL_CLI_SECONDS else 'FAIL'} ({wall:.2f} s)"
+    )
+    print(f"goal <= {GOAL_CLI_MIB} MiB:            {'PASS' if rss <= GOAL_CLI_MIB else 'FAIL'} ({rss:.0f} MiB)")
+    if issue_fleet:
+        print(f"goal >= 15x the original:     {'PASS' if low / wall >= 15 else 'FAIL'} ({low / wall:.1f}x)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=20000, help="master images (default 20000)")
@@ -421,6 +688,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/glancesync-bench-plan"), help="cache folder")
     parser.add_argument("--profile", type=int, metavar="N", default=0, help="also cProfile one run, top N lines")
+    parser.add_argument(
+        "--only",
+        default="product,pairs,cli",
+        help="comma-separated parts to run: product (csv, floor and product), pairs, cli (default: all)",
+    )
+    parser.add_argument("--cli-runs", type=int, default=3, help="runs of the real --show-status (default 3)")
     return parser.parse_args(argv)
 
 
@@ -429,9 +702,17 @@ def main(argv: list[str] | None = None) -> int:
     params = Params(args.images, args.regions, args.seed)
     folder = generate(params, args.workdir)
     config = make_config()
+    parts = set(args.only.split(","))
     print_header(params, folder, args.runs)
-    print_results(measure(folder, config, args.runs))
-    print_census(census(folder, config))
+    if "product" in parts:
+        print_results(measure(folder, config, args.runs))
+        print_census(census(folder, config))
+    if "pairs" in parts:
+        series, count = pairs(folder, config, args.runs)
+        print_pairs(series)
+    if "cli" in parts:
+        issue_fleet = (params.images, params.regions) == (20000, 100)
+        print_cli(cli(folder, args.cli_runs), len(read_truth(folder)), issue_fleet)
     if args.profile:
         print()
         profile(folder, config, args.profile)

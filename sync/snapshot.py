@@ -29,6 +29,7 @@ from sync.engine.selection import is_foreign
 from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
+from sync.models.snapshot import PROTECTED_COPY, plan_totals
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,6 @@ def _unreadable(ref: RegionRef, message: str) -> None:
         alerts.region_unreadable(ref.fullname, since, message)
 
 
-PROTECTED_COPY = "the region's copy is protected: Replace is refused; Rename or Don't update work"
 REPLACING = ("error_checksum", "pending_replace", "pending_rename")
 
 
@@ -300,6 +300,7 @@ def store_statuses(
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(statuses),
+                "plan_totals": _plan_totals(rows),
             },
         )  # fmt: skip
     logger.debug("%s: %d snapshot rows written (%d new, %d changed, %d moved, %d removed)", region, stored.written,
@@ -313,6 +314,7 @@ CONTENT_FIELDS = (
     "master_id", "master_checksum", "region_image_id", "region_checksum", "size", "region_size", "region_image_name",
     "visibility", "hidden", "tags", "region_visibility", "region_hidden", "region_tags", "changes", "reason",
 )  # fmt: skip
+SIZE, REASON = CONTENT_FIELDS.index("size"), CONTENT_FIELDS.index("reason")
 NO_COPY = ("", "", None, "", "", False, [])  # region_image_id ... region_tags of a pair without a region copy
 
 
@@ -508,6 +510,10 @@ def _new_problems(region: str, rows: list[_Row], old: dict[str, _Old]) -> list[d
         for row in problems
         if row.name not in old or old[row.name].status != row.status
     ]
+
+
+def _plan_totals(rows: list[_Row]) -> dict[str, list[int]]:
+    return plan_totals((row.status, row.content[REASON] == PROTECTED_COPY, 1, row.content[SIZE]) for row in rows)
 
 
 def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("conflicts/", views.conflicts, name="conflicts"),
     path("schedules/", views.schedules, name="schedules"),
     path("preview/", views.preview, name="preview"),
+    path("preview/regions/<path:region>/", views.preview_region, name="preview_region"),
     path("backups/", views.backups, name="backups"),
     path("backups/make/", views.make_backup, name="make_backup"),
     path("backups/<int:backup_id>/zip/", views.backup_zip, name="backup_zip"),

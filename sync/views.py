@@ -13,20 +13,25 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, F, Max, Q, Subquery, Sum, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Max, Q, Subquery
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sync import runs
@@ -51,7 +56,7 @@ from sync.models import (
     SyncSchedule,
     Target,
 )
-from sync.snapshot import PROTECTED_COPY
+from sync.models.snapshot import PLAN_KINDS, PROTECTED_COPY
 
 # What a sync does with an image in each status (the region page's "planned action" column).
 PLANNED_ACTIONS = {
@@ -121,6 +126,27 @@ def _cells(counts: Counter) -> list[tuple[str, int, str]]:
     return [(status, counts[status], STATUS_STYLES[status]) for status in STATUSES]
 
 
+def _count_cells(counts: Counter) -> list[tuple[str, str, str]]:
+    """The overview's count cells as (status, count, extra classes), numbers already text: the table is polled
+    by every open overview, and formatting in the template (localize, filters per cell) was most of its cost."""
+    return [(status, str(counts[status]), _count_class(status, counts[status])) for status in STATUSES]
+
+
+def _count_class(status: str, count: int) -> str:
+    if not count:
+        return " text-body-tertiary"
+    return " fw-bold text-danger-emphasis" if status.startswith("error_") else ""
+
+
+def _share_bar(counts: Counter, total: int) -> list[tuple[str, str, str, str]]:
+    """(status, count, style, width %) of each status present, for the stacked bar."""
+    return [
+        (status, str(n), STATUS_STYLES[status], f"{100 * n / total:.2f}")
+        for status in STATUSES
+        if (n := counts[status])
+    ]
+
+
 def _legend(statuses) -> list[tuple[str, str, str]]:
     return [(status, STATUS_STYLES[status], STATUS_HELP[status]) for status in statuses]
 
@@ -159,56 +185,82 @@ def _latest_refresh() -> tuple[StatusRefresh | None, bool]:
 
 
 def _overview_context() -> dict:
-    refresh, demo = _latest_refresh()
+    """The polled part: per request, the refreshes under way and whether anything is live; the regions table,
+    shared by every viewer for a moment while anything is (see `_overview_regions`)."""
     refreshing = list(RefreshRequest.objects.active().order_by("requested_at"))  # of any region: all are shown
+    live = bool(refreshing) or RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists()
+    return {"regions": _overview_regions(shared=live), "refreshing": refreshing, "live": live}
+
+
+def _overview_regions(shared: bool) -> dict:
+    """The regions table as HTML, with what the full page also needs from the same reads.
+
+    While anything is live, every open overview polls it every 2 s: with a hundred of them, rendering it was the
+    console's main cost. It holds nothing that depends on the viewer (no form, no permission), so then the HTML is
+    kept for GLANCESYNC_PAGE_CACHE_SECONDS and shared: at worst that much older than the database, within one
+    poll. Once nothing is live it is rendered afresh: that answer ends the polling and stays on the screen."""
+    seconds = settings.GLANCESYNC_PAGE_CACHE_SECONDS if shared else 0
+    regions = cache.get(OVERVIEW_CACHE_KEY) if seconds else None
+    if regions is None:
+        regions = _render_overview_regions()
+        if seconds:
+            cache.set(OVERVIEW_CACHE_KEY, regions, seconds)
+    return {**regions, "table": mark_safe(regions["table"])}  # rendered by our own template, escaped there
+
+
+OVERVIEW_CACHE_KEY = "glancesync:overview-regions"
+
+
+def _render_overview_regions() -> dict:
+    refresh, demo = _latest_refresh()
     master_region = refresh.master_region if refresh else ""
     snapshots = sorted(
         RegionSnapshot.objects.summaries(),
         key=lambda s: (s.region != master_region, s.target != "master", s.target, s.region),
     )
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for row in ImageState.objects.values("region", "status").annotate(n=Count("id")):
-        counts[row["region"]][row["status"]] = row["n"]
     last_runs = _last_runs([s.region for s in snapshots])
     rows, totals = [], Counter()
     for snapshot in snapshots:
-        region_counts = counts[snapshot.region]
+        region_counts = Counter(snapshot.status_counts)  # stored with the rows: no request counts the snapshot
         if snapshot.region != master_region:
             totals.update(region_counts)
-        total = sum(region_counts.values())
-        rows.append(
-            {
-                "snapshot": snapshot,
-                "master": snapshot.region == master_region,
-                "cells": _cells(region_counts),
-                "bar": [(st, n, style, 100 * n / total) for st, n, style in _cells(region_counts) if n],
-                "total": total,
-                "last_run": last_runs.get(snapshot.region),
-            }
-        )
-    return {
+        rows.append(_overview_row(snapshot, region_counts, master_region, last_runs.get(snapshot.region)))
+    context = {
         "refresh": refresh,
+        "rows": rows,
+        "legend": STATUSES,
+        **_status_columns(),
+        "totals": _count_cells(totals),
+        "grand_total": sum(totals.values()),
+    }
+    return {
+        "table": str(render_to_string("sync/_overview_regions.html", context)),
+        "refreshed": refresh is not None,
         "demo": demo,
         "master_region": master_region,
-        "problems": _active_problems(snapshots),
-        "rows": rows,
-        "legend": _legend(STATUSES),
-        **_status_columns(),
-        "totals": _cells(totals),
-        "grand_total": sum(totals.values()),
-        "refreshing": refreshing,
-        "live": bool(refreshing) or RegionRun.objects.filter(state__in=runs.ACTIVE_STATES).exists(),
+        "unreadable": [
+            {"region": s.region, "unreadable_since": s.unreadable_since, "error": s.error} for s in snapshots if s.error
+        ],
     }
 
 
-def _active_problems(snapshots: list[RegionSnapshot]) -> dict:
-    """What the overview shows first: regions the last refresh could not read, and failing alert channels."""
+def _overview_row(snapshot: RegionSnapshot, counts: Counter, master_region: str, last_run: RegionRun | None) -> dict:
+    total = sum(counts.values())
+    bar = _share_bar(counts, total)
     return {
-        "unreadable": [s for s in snapshots if s.error],
-        "failing_channels": list(
-            AlertChannel.objects.filter(failing_since__isnull=False).only("name", "failing_since", "last_error")
-        ),
+        "snapshot": snapshot,
+        "master": snapshot.region == master_region,
+        "cells": _count_cells(counts),
+        "bar": bar,
+        "bar_label": ", ".join(f"{status} {n}" for status, n, _, _ in bar),
+        "total": total,
+        "last_run": last_run,
     }
+
+
+def _failing_channels() -> list[AlertChannel]:
+    """Shown first on the overview, with the regions the last refresh could not read."""
+    return list(AlertChannel.objects.filter(failing_since__isnull=False).only("name", "failing_since", "last_error"))
 
 
 @login_required
@@ -220,16 +272,24 @@ def overview(request):
     context = _overview_context()
     if request.htmx:
         return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
+    regions = context["regions"]
+    context.update(
+        demo=regions["demo"],
+        master_region=regions["master_region"],
+        problems={"unreadable": regions["unreadable"], "failing_channels": _failing_channels()},
+        legend=_legend(STATUSES),
+    )
     return render(request, "sync/overview.html", context)
-
-
-MATRIX_PAGE_SIZE = 50
 
 
 @login_required
 @require_GET
 def matrix(request):
-    """Images x regions with each cell's status; filters on target, region, status and image name; paged."""
+    """Images x regions with each cell's status; filters on target, region, status and image name; paged by name.
+
+    A fleet has 20,000 names in 2,000,000 rows: the pages are keyset pages (the names after the last one shown,
+    or before the first), which an index on the name reads in order, where counting or skipping the distinct
+    names would read every row."""
     _require_viewer(request)
     filters = {key: request.GET.get(key, "").strip() for key in ("target", "region", "status", "q")}
     snapshots = RegionSnapshot.objects.summaries().order_by("target", "region")
@@ -238,28 +298,29 @@ def matrix(request):
     if filters["region"]:
         snapshots = snapshots.filter(region=filters["region"])
     regions = [s.region for s in snapshots]
-    states = ImageState.objects.filter(region__in=regions)
+    states = ImageState.objects.all()
+    if filters["target"] or filters["region"]:  # all regions: no condition, so the name index serves the order
+        states = states.filter(region__in=regions)
     if filters["status"]:
         states = states.filter(status=filters["status"])
     if filters["q"]:
         states = states.filter(image_name__icontains=filters["q"])
-    names = states.values_list("image_name", flat=True).distinct().order_by("image_name")
-    page = Paginator(names, MATRIX_PAGE_SIZE).get_page(request.GET.get("page"))
+    size = max(MATRIX_MIN_NAMES, min(MATRIX_PAGE_SIZE, MATRIX_CELLS // max(1, len(regions))))
+    page = _name_page(states, size, request.GET.get("after", ""), request.GET.get("before", ""))
     cells = {
         (state.image_name, state.region): state
-        for state in ImageState.objects.filter(region__in=regions, image_name__in=list(page.object_list)).only(
-            "image_name", "region", "status", "changes", "visibility", "hidden", "tags"
-        )
+        # unordered: the model's (region, position) order would make SQLite read every row of each region
+        for state in ImageState.objects.filter(region__in=regions, image_name__in=page["names"])
+        .only("image_name", "region", "status", "changes", "visibility", "hidden", "tags", "region_tags")
+        .order_by()
     }
-    rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page.object_list]
-    query = request.GET.copy()
-    query.pop("page", None)
+    rows = [(name, [_matrix_cell(cells.get((name, region))) for region in regions]) for name in page["names"]]
     context = {
         "filters": filters,
         "regions": regions,
         "rows": rows,
         "page": page,
-        "query": query.urlencode(),
+        "query": urlencode({key: value for key, value in filters.items() if value}),
         "targets": sorted(set(RegionSnapshot.objects.values_list("target", flat=True))),
         "all_regions": list(RegionSnapshot.objects.order_by("region").values_list("region", flat=True)),
         "statuses": STATUSES,
@@ -268,18 +329,41 @@ def matrix(request):
     return render(request, "sync/matrix.html", context)
 
 
+MATRIX_PAGE_SIZE = 50  # names per page, fewer when there are many regions:
+MATRIX_CELLS = 2500  # cells per page at most (25 names of 100 regions), but
+MATRIX_MIN_NAMES = 10  # at least this many names
+
+
+def _name_page(states, size: int, after: str, before: str) -> dict:
+    """`size` distinct image names of these rows, in name order, after `after` or before `before`, and whether
+    there are more on either side (one name more is read to know)."""
+    names = states.values_list("image_name", flat=True).distinct()
+    if before:
+        found = list(names.filter(image_name__lt=before).order_by("-image_name")[: size + 1])
+        return {"names": found[:size][::-1], "previous": len(found) > size, "next": True}
+    if after:
+        names = names.filter(image_name__gt=after)
+    found = list(names.order_by("image_name")[: size + 1])
+    return {"names": found[:size], "previous": bool(after), "next": len(found) > size}
+
+
 STATUS_SYMBOLS = {"ok": "✓", "ok_stalled_checksum": "=", "error_checksum": "✗", "error_ami": "✗"}
 
 
-def _matrix_cell(state: ImageState | None) -> dict | None:
+def _matrix_cell(state: ImageState | None) -> str:
+    """One cell's HTML. A page of a fleet's matrix has thousands: made here, a cell costs a few microseconds,
+    where the template's tags and lookups cost a hundred."""
     if state is None:
-        return None
-    symbol = STATUS_SYMBOLS.get(state.status, "…")
+        return NO_CELL
     details = [state.status, state.planned_change(), _lifecycle_words(state)]
-    return {
-        "status": state.status, "style": STATUS_STYLES[state.status], "symbol": symbol,
-        "details": " · ".join(d for d in details if d),
-    }  # fmt: skip
+    return format_html(
+        '<td><span class="badge {}" title="{}"><span aria-hidden="true">{}</span> {}</span></td>',
+        STATUS_STYLES[state.status], " · ".join(d for d in details if d), STATUS_SYMBOLS.get(state.status, "…"),
+        state.status,
+    )  # fmt: skip
+
+
+NO_CELL = mark_safe('<td class="text-body-tertiary" title="not synchronised to this region\'s target">—</td>')
 
 
 def _lifecycle_words(state: ImageState) -> str:
@@ -288,25 +372,40 @@ def _lifecycle_words(state: ImageState) -> str:
     return ", ".join(words) + (f"; tags: {', '.join(state.tags)}" if state.tags else "")
 
 
+REGION_PAGE_SIZE = 100
+
+
 @login_required
 @require_GET
 def region_detail(request, region: str):
-    """Every synchronisable master image with its latest known status in one region, and the region's runs.
-    While a status refresh of the region is active its statuses refresh themselves (htmx polling, as above)."""
+    """The synchronisable master images with their latest known status in one region, filtered by status and
+    name and paged, and the region's runs. While a status refresh of the region is active its statuses refresh
+    themselves (htmx polling, as above)."""
     _require_viewer(request)
-    context = _region_context(region)
+    context = _region_context(region, request.GET)
     if request.htmx:
         return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
     context["runs"] = RegionRun.objects.filter(region=region).select_related("run").order_by("-id")[:20]
     return render(request, "sync/region.html", context)
 
 
-def _region_context(region: str) -> dict:
-    """What the region page's polled part shows: the region's statuses and the refreshes of it under way."""
+def _region_context(region: str, params) -> dict:
+    """What the region page's polled part shows: a page of the region's statuses and the refreshes under way.
+    `params` has the filters and the page: the page's query string, or the fields of its Refresh now form."""
     snapshot = RegionSnapshot.objects.filter(region=region).first()
     if snapshot is None:
         raise Http404(f"unknown region {region}")
-    states = list(ImageState.objects.filter(region=region).order_by("position"))
+    filters = {key: params.get(key, "").strip() for key in ("status", "q")}
+    states = ImageState.objects.filter(region=region).order_by("position")
+    if filters["status"]:
+        states = states.filter(status=filters["status"])
+    if filters["q"]:
+        states = states.filter(image_name__icontains=filters["q"])
+    found = Counter(snapshot.status_counts)  # the whole region's, stored by the refresh
+    paginator = Paginator(states, REGION_PAGE_SIZE)
+    if not filters["q"]:  # known: counting a status's rows of a region can read the status's rows of every region
+        paginator.count = found[filters["status"]] if filters["status"] else sum(found.values())
+    page = paginator.get_page(params.get("page"))
     images = [
         {
             "state": s,
@@ -314,19 +413,31 @@ def _region_context(region: str) -> dict:
             "help": STATUS_HELP[s.status],
             "action": (s.status == "pending_metadata" and s.planned_change()) or PLANNED_ACTIONS[s.status],
         }
-        for s in states
+        for s in page.object_list
     ]
-    found = Counter(state.status for state in states)
     refreshing = [r for r in RefreshRequest.objects.active().order_by("requested_at") if r.covers(region)]
     return {
         "snapshot": snapshot,
         "region": region,
         "images": images,
+        "page": page,
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "query": urlencode({key: value for key, value in filters.items() if value}),
+        "total": sum(found.values()),
+        "statuses": STATUSES,
         "summary": [cell for cell in _cells(found) if cell[1]],
         "legend": _legend([status for status in STATUSES if found[status]]),
         "refreshing": refreshing,
         "live": bool(refreshing),
     }
+
+
+def _query_without_page(request) -> str:
+    """The request's query string without `page`, for the pager's links."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 @login_required
@@ -344,7 +455,7 @@ def refresh_now(request):
         AuditEntry.record(request.user, refresh, "create", ["regions"])
     if request.htmx:
         if region:
-            context = _region_context(region)
+            context = _region_context(region, request.POST)  # the form carries the page's filters
             return _polled_partial(request, "sync/_region_status.html", context, still_live=context["live"])
         context = _overview_context()
         return _polled_partial(request, "sync/_overview_table.html", context, still_live=context["live"])
@@ -428,38 +539,54 @@ def cancel_run(request, run_id: int):
 # -- conflicts ---------------------------------------------------------------------------------------------
 
 
-CONFLICT_PAGE_SIZE = 25
+CONFLICT_PAGE_SIZE = 10  # checksums per page: each can be in error in every target, a group per target
 
 
-def _conflict_page(number) -> tuple[list[dict], object]:
+def _conflict_page(after: str) -> tuple[list[dict], dict]:
     """One page of conflicts: images whose region copy differs from the master, grouped by (target, region
-    checksum), for the checksums that are in error or have a decision."""
+    checksum), for the checksums that are in error or have a decision, after the checksum `after`.
+
+    Keyset pages, like the matrix's: a fleet has 100,000s of conflict rows, which counting would read."""
     decided = ChecksumDecision.objects.select_related("target", "created_by")  # the page shows who decided
     decisions = {(d.target.name, d.checksum): d for d in decided}
     rows = ImageState.objects.filter(status__in=CONFLICT_STATUSES)
-    wanted = Q(status="error_checksum") | Q(region_checksum__in={checksum for _, checksum in decisions})
-    checksums = rows.filter(wanted).values_list("region_checksum", flat=True).distinct().order_by("region_checksum")
-    page = Paginator(checksums, CONFLICT_PAGE_SIZE).get_page(number)
+    later = rows.filter(region_checksum__gt=after) if after else rows
+    in_error = later.filter(status="error_checksum").values_list("region_checksum", flat=True).distinct()
+    checksums = set(in_error.order_by("region_checksum")[: CONFLICT_PAGE_SIZE + 1])
+    decided_later = {checksum for _, checksum in decisions if not after or checksum > after}
+    if decided_later:
+        checksums |= set(later.filter(region_checksum__in=decided_later).values_list("region_checksum", flat=True))
+    ordered = sorted(checksums)
+    shown = ordered[:CONFLICT_PAGE_SIZE]
+    page = {"after": after, "next": shown[-1] if len(ordered) > CONFLICT_PAGE_SIZE else None}
     targets = dict(RegionSnapshot.objects.values_list("region", "target"))
     groups: dict[tuple[str, str], dict] = {}
-    for state in rows.filter(region_checksum__in=list(page.object_list)).order_by("region_checksum", "region"):
+    for state in rows.filter(region_checksum__in=shown).order_by("region_checksum", "region"):
         target = targets.get(state.region, "master")
         key = (target, state.region_checksum)
         group = groups.setdefault(key, {"target": target, "checksum": state.region_checksum, "states": []})
         group["states"].append({"state": state, "style": STATUS_STYLES[state.status]})
         group["decision"] = decisions.get(key)
-    shown = [
+    groups_shown = [
         g for g in groups.values() if g["decision"] or any(s["state"].status == "error_checksum" for s in g["states"])
     ]
-    return shown, page
+    for group in groups_shown:  # one old build can be in every region: a group shows its first rows only
+        group["regions"] = sorted({s["state"].region for s in group["states"]})
+        group["more"] = max(0, len(group["states"]) - CONFLICT_ROWS_SHOWN)
+        group["states"] = group["states"][:CONFLICT_ROWS_SHOWN]
+    return groups_shown, page
+
+
+CONFLICT_ROWS_SHOWN = 5  # per group; the decision covers them all
 
 
 def _conflicts_context(request, error: str = "") -> dict:
-    groups, page = _conflict_page(request.GET.get("page") or request.POST.get("page"))
+    groups, page = _conflict_page(request.GET.get("after") or request.POST.get("after") or "")
     return {
         "groups": groups,
         "page": page,
-        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("region", "position")[:200],
+        # by name: the (status, image_name) index gives the first 200 without sorting a fleet's rows
+        "ami_errors": ImageState.objects.filter(status="error_ami").order_by("image_name", "region")[:200],
         "actions": ChecksumDecision.Action.choices,
         "configured": Target.objects.exists(),
         "error": error,
@@ -683,77 +810,78 @@ def delete_backup(request, backup_id: int):
 # -- dry-run preview ---------------------------------------------------------------------------------------
 
 
-PREVIEW_ITEMS = 50  # items listed per kind and region; the counts and totals cover them all
+PREVIEW_PAGE_SIZE = 50  # a region's items listed per kind and page
 
 
-PREVIEW_KINDS = {
-    "upload": UPLOAD_STATUSES,
-    "metadata": ("pending_metadata", "pending_ami"),
-    "problem": ("error_checksum", "error_ami"),
-}
+def _preview_rows(region: str, kind: str):
+    """The region's ImageState rows of one PLAN_KINDS kind, in the order a sync takes them."""
+    blocked = Q(status="pending_replace", reason=PROTECTED_COPY)  # refused: the sync reports it and skips it
+    of_kind = Q(status__in=PLAN_KINDS[kind])
+    rows = ImageState.objects.filter(region=region).order_by("position")
+    if kind == "upload":
+        return rows.filter(of_kind & ~blocked)
+    return rows.filter(of_kind | blocked) if kind == "problem" else rows.filter(of_kind)
 
 
-def _preview_rows(regions: list[str]):
-    """The regions' ImageState rows that show in a preview, each annotated with its kind (see PREVIEW_KINDS)."""
-    blocked = When(status="pending_replace", reason=PROTECTED_COPY, then=Value("problem"))  # the sync skips it
-    kind = Case(blocked, *(When(status__in=statuses, then=Value(k)) for k, statuses in PREVIEW_KINDS.items()))
-    return ImageState.objects.filter(region__in=regions).exclude(status__in=NO_WORK).annotate(kind=kind)
-
-
-def _preview_plans(snapshots: list[RegionSnapshot]) -> list[dict]:
-    """Counts and bytes per region and kind are summed by the database; only the first PREVIEW_ITEMS rows of
-    each kind are loaded (a whole fleet has 100,000s of rows)."""
-    rows = _preview_rows([s.region for s in snapshots])
-    totals = {
-        (t["region"], t["kind"]): (t["count"], t["bytes"] or 0)
-        for t in rows.values("region", "kind").annotate(count=Count("id"), bytes=Sum("size"))
-    }
-    first = rows.annotate(
-        rank=Window(RowNumber(), partition_by=[F("region"), F("kind")], order_by=F("position").asc())
-    ).filter(rank__lte=PREVIEW_ITEMS)
-    listed: dict[tuple[str, str], list[ImageState]] = defaultdict(list)
-    for state in first.only("region", "image_name", "status", "size", "changes", "position", "reason").order_by(
-        "position"
-    ):
-        listed[(state.region, state.kind)].append(state)
-    return [_region_plan(snapshot, totals, listed) for snapshot in snapshots]
-
-
-def _region_plan(snapshot: RegionSnapshot, totals: dict, listed: dict) -> dict:
-    region = snapshot.region
-    upload_count, upload_bytes = totals.get((region, "upload"), (0, 0))
-    metadata_count = totals.get((region, "metadata"), (0, 0))[0]
+def _plan_summary(snapshot: RegionSnapshot) -> dict:
+    """What a sync of the region would do, in numbers: stored with the snapshot, no row is read."""
+    totals = snapshot.plan_totals
+    uploads, upload_bytes = totals.get("upload", (0, 0))
+    metadata = totals.get("metadata", (0, 0))[0]
     return {
         "snapshot": snapshot,
-        "uploads": listed[(region, "upload")],
-        "upload_count": upload_count,
-        "upload_more": max(0, upload_count - PREVIEW_ITEMS),
+        "upload_count": uploads,
         "upload_bytes": upload_bytes,
-        "metadata": listed[(region, "metadata")],
-        "metadata_count": metadata_count,
-        "problems": listed[(region, "problem")],
-        "problem_count": totals.get((region, "problem"), (0, 0))[0],
-        "changes": upload_count + metadata_count,
+        "metadata_count": metadata,
+        "problem_count": totals.get("problem", (0, 0))[0],
+        "warning_count": len(snapshot.warnings),
+        "changes": uploads + metadata,
     }
 
 
 @login_required
 @require_GET
 def preview(request):
-    """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed."""
+    """What a sync of the chosen regions (default: all) would do, from the snapshot: nothing is changed. One row
+    per region with its numbers; a region's items load on demand (`preview_region`), or show here for a single
+    chosen region."""
     _require_viewer(request)
-    snapshots = RegionSnapshot.objects.summaries()
+    snapshots = RegionSnapshot.objects.summaries().order_by("target", "region")
     chosen = request.GET.getlist("region")
     if chosen:
         snapshots = snapshots.filter(region__in=chosen)
-    plans = _preview_plans(list(snapshots))
+    plans = [_plan_summary(snapshot) for snapshot in snapshots]
     context = {
         "plans": plans,
         "total_bytes": sum(p["upload_bytes"] for p in plans),
         "total_uploads": sum(p["upload_count"] for p in plans),
         "to_sync": [p["snapshot"].region for p in plans if p["changes"]],
+        "details": _plan_details(plans[0]["snapshot"], request.GET) if len(plans) == 1 else None,
     }
     return render(request, "sync/preview.html", context)
+
+
+@login_required
+@require_GET
+def preview_region(request, region: str):
+    """One region's planned items, a page per kind: the preview loads it with htmx under the region's row."""
+    _require_viewer(request)
+    snapshot = get_object_or_404(RegionSnapshot.objects.summaries(), region=region)
+    return render(request, "sync/_preview_region.html", {"details": _plan_details(snapshot, request.GET)})
+
+
+def _plan_details(snapshot: RegionSnapshot, params) -> dict:
+    """A page of each kind of the region's planned items (`upload_page`, `metadata_page`, `problem_page`)."""
+    summary = _plan_summary(snapshot)
+    kinds = {}
+    for kind in PLAN_KINDS:
+        rows = _preview_rows(snapshot.region, kind).only(
+            "region", "image_name", "status", "size", "changes", "position", "reason"
+        )
+        page = Paginator(rows, PREVIEW_PAGE_SIZE).get_page(params.get(f"{kind}_page"))
+        query = {key: value for key, value in params.items() if key.endswith("_page") and key != f"{kind}_page"}
+        kinds[kind] = {"page": page, "param": f"{kind}_page", "query": urlencode({"region": snapshot.region, **query})}
+    return {**summary, "kinds": kinds, "target": f"#plan-details-{snapshot.pk}"}
 
 
 # -- API tokens ------------------------------------------------------------------------------------------------

@@ -91,3 +91,5 @@ def pytest_configure(config):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.STATIC_ROOT = None  # nothing collected: WhiteNoise serves nothing from it (and does not warn)
+    # Tests read the overview right after changing the database: no shared table (tests/test_overview.py tests it).
+    settings.GLANCESYNC_PAGE_CACHE_SECONDS = 0

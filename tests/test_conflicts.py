@@ -1,5 +1,6 @@
 """The conflicts page: checksum conflicts grouped per target and checksum, decisions and their undo."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -155,3 +156,66 @@ def test_a_protected_region_copy_says_replace_is_refused(viewer_client, viewer, 
     answer = viewer_client.get(f"/api/v1/regions/{region}", {"image": image}, HTTP_AUTHORIZATION=f"Bearer {token}")
     message = answer.json()["images"][0]["message"]
     assert message.endswith(f"({PROTECTED_COPY})")
+
+
+def test_it_pages_the_checksums_after_the_last_one_shown(operator_client, configured):
+    """A fleet has 100,000s of conflict rows: pages of checksums after the last one shown, and a decision
+    taken on a later page comes back to that page."""
+    from django.utils import timezone
+
+    from sync.views import CONFLICT_PAGE_SIZE
+
+    now = timezone.now()
+    ImageState.objects.bulk_create(
+        ImageState(region="Bilbao", image_name=f"conflict-{i:02d}", status="error_checksum",
+                   region_checksum=f"ffff{i:028d}", master_checksum="0" * 32, computed_at=now)
+        for i in range(CONFLICT_PAGE_SIZE + 5)
+    )  # fmt: skip
+    first = operator_client.get(reverse("sync:conflicts")).content.decode()
+    shown = set(re.findall(r"region checksum <code>(\w+)</code>", first))
+    assert len(shown) == CONFLICT_PAGE_SIZE and "First checksums" not in first
+    last_shown = max(shown)
+    assert f'href="?after={last_shown}"' in first
+    second = operator_client.get(reverse("sync:conflicts"), {"after": last_shown}).content.decode()
+    later = set(re.findall(r"region checksum <code>(\w+)</code>", second))
+    assert later and min(later) > last_shown and not later & shown
+    assert "Next checksums" not in second and "First checksums" in second
+    assert {f"ffff{i:028d}" for i in range(CONFLICT_PAGE_SIZE + 5)} <= shown | later
+
+    checksum = max(later)
+    response = operator_client.post(
+        reverse("sync:decide_conflict"),
+        {"target": "master", "checksum": checksum, "action": "dontupdate", "after": last_shown},
+        HTTP_HX_REQUEST="true",
+    )
+    again = response.content.decode()
+    assert "Decided: <strong>don&#x27;t update" in again
+    assert set(re.findall(r"region checksum <code>(\w+)</code>", again)) == later  # the same page
+
+
+def test_a_checksum_in_many_images_shows_its_first_rows_and_syncs_all_its_regions(operator_client, configured):
+    from django.utils import timezone
+
+    from sync.views import CONFLICT_ROWS_SHOWN
+
+    now = timezone.now()
+    regions = list(RegionSnapshot.objects.filter(target="master").values_list("region", flat=True))[:3]
+    ImageState.objects.bulk_create(
+        ImageState(region=region, image_name=f"old-build-{i}", status="error_checksum", region_checksum="e" * 32,
+                   master_checksum="0" * 32, computed_at=now)
+        for region in regions
+        for i in range(3)
+    )  # fmt: skip
+    html = operator_client.get(reverse("sync:conflicts")).content.decode()
+    section = html.split(f"region checksum <code>{'e' * 32}</code>")[1].split("</section>")[0]
+    assert section.count("old-build-") == CONFLICT_ROWS_SHOWN
+    more = 3 * len(regions) - CONFLICT_ROWS_SHOWN
+    assert f"… and {more} more images with this checksum, in {len(regions)} regions in all" in text_of(section)
+    decide(operator_client, "e" * 32, "replace")
+    html = operator_client.get(reverse("sync:conflicts")).content.decode()
+    section = html.split(f"region checksum <code>{'e' * 32}</code>")[1].split("</section>")[0]
+    assert set(re.findall(r'name="region" value="([^"]+)"', section)) == set(regions)  # Sync now: all of them
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()

@@ -79,12 +79,48 @@ def test_a_big_region_lists_the_first_50_of_each_kind_and_counts_them_all(viewer
         ImageState(region="Bilbao", image_name=f"img-{i:03d}", status=status, size=1000, position=i, computed_at=now)
         for i, status in enumerate(["pending_upload"] * 70 + ["pending_metadata"] * 55 + ["error_checksum"] * 52)
     )
+    RegionSnapshot.recount(["Bilbao"])  # as every change of rows does
     page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
-    assert "Uploads: 70, 68.4 KB" in page  # 70 x 1000 bytes
+    assert "Uploads: 70, 68.4 KB (1–50 below)" in page  # 70 x 1000 bytes
     assert "img-049 (1000 bytes)" in page and "img-050 (1000 bytes)" not in page  # in position order
-    assert "… and 20 more (see the region's page)" in page
-    assert "Metadata updates: 55 (the first 50 below)" in page
-    assert "52 images in error; the first 50:" in page
+    assert "Metadata updates: 55 (1–50 below)" in page
+    assert "52 images in error; 1–50 below:" in page
+    assert page.count("Page 1 of 2") == 3  # a pager per kind
+
+
+def test_it_pages_each_kind_of_a_region_on_its_own(viewer_client, snapshot):
+    from django.utils import timezone
+
+    now = timezone.now()
+    ImageState.objects.filter(region="Bilbao").delete()
+    ImageState.objects.bulk_create(
+        ImageState(region="Bilbao", image_name=f"img-{i:03d}", status=status, size=1000, position=i, computed_at=now)
+        for i, status in enumerate(["pending_upload"] * 70 + ["pending_metadata"] * 55)
+    )
+    RegionSnapshot.recount(["Bilbao"])
+    url = reverse("sync:preview_region", args=["Bilbao"])
+    html = viewer_client.get(url, {"upload_page": 2}, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in html
+    page = text(html)
+    assert "img-050 (1000 bytes)" in page and "img-069 (1000 bytes)" in page and "img-049 (1000" not in page
+    assert "Uploads: 70, 68.4 KB (51–70 below)" in page
+    assert "Metadata updates: 55 (1–50 below)" in page  # the other kinds stay on their page
+    # the links keep the other kinds' pages, and work without JavaScript (the full preview of the region)
+    assert 'href="?region=Bilbao&amp;upload_page=2&amp;metadata_page=2"' in html
+    assert f'hx-get="{url}?region=Bilbao&amp;upload_page=2&amp;metadata_page=2"' in html
+    full = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao", "upload_page": 2}).content.decode())
+    assert "img-050 (1000 bytes)" in full and "img-049 (1000" not in full
+
+
+def test_the_whole_fleet_preview_shows_numbers_and_loads_each_region_on_demand(viewer_client, snapshot):
+    html = viewer_client.get(reverse("sync:preview")).content.decode()
+    bilbao = RegionSnapshot.objects.get(region="Bilbao")
+    uploads = ImageState.objects.filter(region="Bilbao", status__in=UPLOADS).count()
+    assert f"Uploads: {uploads}," in text(html)
+    assert "debian-11-genericcloud-amd64" not in html  # no image is listed: a fleet has 100,000s
+    assert f'hx-get="{reverse("sync:preview_region", args=["Bilbao"])}"' in html
+    assert f'hx-target="#plan-details-{bilbao.pk}"' in html
+    assert 'href="?region=Bilbao"' in html  # the same without JavaScript
 
 
 def test_a_protected_replace_is_listed_as_a_problem_not_an_upload(viewer_client, snapshot):
@@ -93,6 +129,7 @@ def test_a_protected_replace_is_listed_as_a_problem_not_an_upload(viewer_client,
     replaced = ImageState.objects.filter(region="Bilbao", status="pending_replace").first()
     uploads_before = ImageState.objects.filter(region="Bilbao", status__in=UPLOADS).count()
     ImageState.objects.filter(pk=replaced.pk).update(reason=PROTECTED_COPY)
+    RegionSnapshot.recount(["Bilbao"])
     page = text(viewer_client.get(reverse("sync:preview"), {"region": "Bilbao"}).content.decode())
     assert f"Uploads: {uploads_before - 1}," in page  # the sync skips it
     assert f"{replaced.image_name}: pending_replace (the region&#x27;s copy is protected: Replace is refused" in page

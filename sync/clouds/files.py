@@ -164,8 +164,9 @@ class FileTargetSession:
             raise GlanceSyncError(
                 f"{key}: Error retrieving image list. Cause: no such region in {self.cloud.directory}"
             )
-        for image in images:
-            if image.user_properties.pop(UPLOAD_MARKER, None) is not None:
+        for image in images:  # a membership test first: this runs for every image of every listing
+            properties = image.user_properties
+            if UPLOAD_MARKER in properties and properties.pop(UPLOAD_MARKER) is not None:
                 image.extra["unfinished_upload"] = image.status != "active"
         return images
 

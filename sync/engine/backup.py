@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from sys import intern
 from typing import IO, Any
 
 from sync.engine.model import VISIBILITIES, GlanceSyncError, Image
@@ -104,8 +105,9 @@ class _RowError(ValueError):
 
 
 def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
-    # The hot loop of big files: positional Image(...) and one cached parse per distinct properties string.
-    parse = _parse_properties
+    # The hot loop of big files: one cached parse per distinct properties string, Image.listed() with a dict
+    # of the image's own, names and checksums interned (the status step compares them by the million).
+    parse, listed = _parse_properties, Image.listed
     no_lifecycle: list[str] = []
     for row in reader:
         lifecycle = no_lifecycle
@@ -122,17 +124,18 @@ def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
         except ValueError:
             raise _RowError(f"size {size!r} is not an integer") from None
         properties, flat = parse(props)
-        image = Image(
-            name,
+        image = listed(
+            intern(name),
             image_id,
             region,
             owner or None,
-            public.strip() == "True",
-            checksum or None,
+            public == "True" or public.strip() == "True",
+            intern(checksum) if checksum else None,
             size_value,
             status,
-            # Image copies the dict itself; nested values (never seen in Glance) need a deep copy per image.
-            properties if flat else copy.deepcopy(properties),
+            # The parse is shared by every row of the same text: each image gets a copy (a deep one for nested
+            # values, never seen in Glance), so changing an image's properties never changes another's.
+            dict(properties) if flat else copy.deepcopy(properties),
         )
         if lifecycle:
             _set_lifecycle(image, *lifecycle)

@@ -119,9 +119,9 @@ class GlanceSync:
     def export_status(self, region: str, stream: TextIO) -> None:
         """Write `status,region,image` CSV rows (the original's --show-status format)."""
         ref = parse_region(region, self.config)
+        fullname = ref.fullname
         writer = csv.writer(stream, lineterminator="\r\n")
-        for entry in self.region_status(ref):
-            writer.writerow([entry.status, ref.fullname, entry.master.name])
+        writer.writerows((entry.status, fullname, entry.master.name) for entry in self.region_status(ref))
 
     def statuses(
         self, ref: RegionRef, listing: list[Image], reporter: Reporter

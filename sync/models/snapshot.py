@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.utils import timezone
 
 
@@ -43,6 +44,12 @@ class RegionSnapshot(models.Model):
         help_text="{status: images} of the region's ImageState rows, kept with them so /metrics never counts "
         "millions of rows per scrape.",
     )
+    plan_totals = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{kind: [images, bytes]} of what a sync would do (see PLAN_KINDS), kept with the rows so the "
+        "preview of a whole fleet reads one row per region.",
+    )
 
     OTHER_IMAGES_KEPT = 500  # a page and a row of bounded size, even for a region full of foreign images
 
@@ -56,14 +63,48 @@ class RegionSnapshot(models.Model):
 
     @classmethod
     def recount(cls, regions: list[str]) -> None:
-        """Store the status counts of these regions again from their ImageState rows (after rows changed status
-        in place); call it in the transaction that changed them."""
-        counts: dict[str, dict[str, int]] = {region: {} for region in regions}
-        rows = ImageState.objects.filter(region__in=regions).values_list("region", "status").annotate(n=Count("id"))
-        for region, status, n in rows.order_by("region", "status"):
-            counts[region][status] = n
-        for region, by_status in counts.items():
-            cls.objects.filter(region=region).update(status_counts=by_status)
+        """Store the status counts and plan totals of these regions again from their ImageState rows (after rows
+        changed status in place); call it in the transaction that changed them."""
+        groups: dict[str, list[tuple[str, bool, int, int]]] = {region: [] for region in regions}
+        blocked = ExpressionWrapper(Q(status="pending_replace", reason=PROTECTED_COPY), BooleanField())
+        rows = ImageState.objects.filter(region__in=regions).annotate(blocked=blocked)
+        for row in rows.values("region", "status", "blocked").annotate(n=Count("id"), size=Sum("size")).order_by():
+            groups[row["region"]].append((row["status"], row["blocked"], row["n"], row["size"] or 0))
+        for region, found in groups.items():
+            counts = Counter()
+            for status, _, n, _ in found:
+                counts[status] += n
+            cls.objects.filter(region=region).update(
+                status_counts=dict(sorted(counts.items())), plan_totals=plan_totals(found)
+            )
+
+
+# Protected copies are never deleted: a replacement of one is refused, so a sync reports it and skips it.
+PROTECTED_COPY = "the region's copy is protected: Replace is refused; Rename or Don't update work"
+# What a sync does with an image, by status: upload it, update its metadata, or report a problem and skip it.
+PLAN_KINDS = {
+    "upload": ("pending_upload", "pending_replace", "pending_rename"),
+    "metadata": ("pending_metadata", "pending_ami"),
+    "problem": ("error_checksum", "error_ami"),
+}
+
+
+def plan_kind(status: str, blocked: bool = False) -> str | None:
+    """The PLAN_KINDS kind of a status (None: nothing to do); `blocked`: a refused replacement (PROTECTED_COPY)."""
+    if blocked:
+        return "problem"
+    return next((kind for kind, statuses in PLAN_KINDS.items() if status in statuses), None)
+
+
+def plan_totals(groups) -> dict[str, list[int]]:
+    """{kind: [images, bytes]} from (status, blocked, images, bytes) groups of a region's rows."""
+    totals: dict[str, list[int]] = {}
+    for status, blocked, count, size in groups:
+        kind = plan_kind(status, blocked)
+        if kind:
+            images, total = totals.get(kind, (0, 0))
+            totals[kind] = [images + count, total + size]
+    return dict(sorted(totals.items()))
 
 
 class ImageState(models.Model):
@@ -106,7 +147,15 @@ class ImageState(models.Model):
     class Meta:
         ordering = ["region", "position"]
         constraints = [models.UniqueConstraint(fields=["region", "image_name"], name="one_state_per_region_image")]
-        indexes = [models.Index(fields=["status"])]
+        indexes = [
+            # The region page's order: a page of 100 of 20,000 rows without sorting them (filtered by status too).
+            models.Index(fields=["region", "position"], name="state_region_position"),
+            # The matrix's pages of distinct names, read in name order: of every row, or of those of a status.
+            models.Index(fields=["image_name"], name="state_name"),
+            models.Index(fields=["status", "image_name"], name="state_status_name"),
+            # The conflicts page's checksums in error, in order, and the rows of a page of them.
+            models.Index(fields=["status", "region_checksum"], name="state_status_checksum"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.image_name} in {self.region}: {self.status}"

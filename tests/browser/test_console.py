@@ -59,7 +59,11 @@ def test_an_operator_previews_a_sync_and_downloads_a_backup(page, artifacts):
     page.get_by_role("link", name="Preview a sync of every region").click()
     plan = page.get_by_role("region", name="Plan for partner:Lisbon")
     expect(plan.get_by_text("Uploads: 6, 5.4 GB")).to_be_visible()
+    expect(plan.get_by_role("cell", name="os_version")).to_have_count(0)  # a fleet's images load on demand
+    plan.get_by_role("link", name="Show the images").click()  # htmx loads them into the card
     expect(plan.get_by_role("cell", name="os_version")).to_be_visible()
+    expect(plan.get_by_text("fedora-40-cloud-base (379.1 MB)")).to_be_visible()
+    assert page.url.endswith("/preview/")  # in place, not a page load
     page.screenshot(path=artifacts / "preview.png", full_page=True)
 
     page.get_by_role("link", name="Backups").click()

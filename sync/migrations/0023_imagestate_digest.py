@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sync', '0021_keystone_identity'),
+        ('sync', '0022_fleet_pages'),
     ]
 
     operations = [
