@@ -1,6 +1,7 @@
 """Page benchmark: server time and SQL queries of the console's pages on a large generated snapshot.
 
-Usage: .venv/bin/python bench/pages.py [--images 2000] [--regions 50] [--runs 7] [--pages /,/metrics]
+Usage: .venv/bin/python bench/pages.py [--images 2000] [--regions 50] [--runs 7] [--pages /,/metrics] [--workdir DIR]
+(with GLANCESYNC_DB_ENGINE=postgresql and its GLANCESYNC_DB_* variables, on PostgreSQL: an empty database)
 
 A temporary SQLite database (the embedded default) gets --regions regions x --images images of ImageState rows
 (statuses spread over all nine), a run history, and a logged-in viewer. Each page is requested --runs times
@@ -138,6 +139,7 @@ def main() -> None:
     plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
     settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
     from django.core.management import call_command
+    from django.db import connection
 
     call_command("migrate", verbosity=0)
     start = time.perf_counter()
@@ -146,7 +148,7 @@ def main() -> None:
         stamp.touch()
     print(
         f"{args.images} images x {args.regions} regions ({args.images * args.regions} ImageState rows, generated in "
-        f"{time.perf_counter() - start:.0f} s); SQLite; {os.cpu_count()} CPUs; medians of {args.runs}"
+        f"{time.perf_counter() - start:.0f} s); {connection.vendor}; {os.cpu_count()} CPUs; medians of {args.runs}"
     )
     for page, millis, queries, size in measure(args.runs, args.pages.split(",")):
         verdict = ""

@@ -204,6 +204,9 @@ GLANCESYNC_READY_REFRESH_SECONDS = env_int("GLANCESYNC_READY_REFRESH_SECONDS", 3
 # A console or admin refresh request not finished this long after it was asked for counts as lost (its task was
 # lost, or its worker died): the pages stop saying "Refreshing". Generous: it may wait for a worker behind syncs.
 GLANCESYNC_REFRESH_TIMEOUT_SECONDS = env_int("GLANCESYNC_REFRESH_TIMEOUT_SECONDS", 3600)
+# A status refresh lists this many regions at once (the listings are network calls on an OpenStack), so a slow or
+# unreachable region costs its own timeout, not the sum of all; the database writes stay in one thread.
+GLANCESYNC_REFRESH_WORKERS = max(1, env_int("GLANCESYNC_REFRESH_WORKERS", 8))
 # The overview's regions table is rendered at most once per this many seconds per web process and shared by every
 # viewer polling it (0: every request renders it). Its polls come every 2 s, so 1 s of age is never seen.
 GLANCESYNC_PAGE_CACHE_SECONDS = env_int("GLANCESYNC_PAGE_CACHE_SECONDS", 1)

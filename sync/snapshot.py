@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import logging
+import marshal
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -21,6 +31,8 @@ from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
 from sync.models.snapshot import PROTECTED_COPY, plan_totals
 
+logger = logging.getLogger(__name__)
+
 
 def all_regions(engine: GlanceSync) -> list[str]:
     """Full names of every region of every target (the master region first), as the overview lists them."""
@@ -32,14 +44,16 @@ def all_regions(engine: GlanceSync) -> list[str]:
 def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     """Recompute and store the statuses of these regions; return {region: error} for those that failed.
 
-    The new conflicts found in all of them go out as one alert."""
-    failed, found = {}, []
-    for region in regions:
-        error = refresh_region(engine, region, found)
+    The regions are listed concurrently (see `listings`) and stored one at a time in this thread as their
+    listings arrive. The new conflicts found in all of them go out as one alert, in the regions' order."""
+    failed, found = {}, {}
+    for region, ref, listing in listings(engine, regions):
+        found[region] = []
+        error = _store_region(engine, ref, listing, found[region])
         if error:
             failed[region] = error
-    alerts.new_problems(found)
-    return failed
+    alerts.new_problems([problem for region in regions for problem in found.get(region, [])])
+    return {region: failed[region] for region in regions if region in failed}
 
 
 def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | None = None) -> str:
@@ -47,9 +61,74 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
     ref = parse_region(region, engine.config)
+    return _store_region(engine, ref, _list(engine, ref), new_problems)
+
+
+Listing = list[Image] | Exception  # a region's images, or why they could not be listed
+
+
+def listings(engine: GlanceSync, regions: list[str]) -> Iterator[tuple[str, RegionRef, Listing]]:
+    """(region, ref, listing) of each region, in the order the listings end: GLANCESYNC_REFRESH_WORKERS threads
+    list at once, so a slow or unreachable region costs its own timeout (the target's list_images_timeout),
+    not the sum of all. At most that many listings are held in memory besides the one being stored."""
+    refs = {region: parse_region(region, engine.config) for region in regions}
+    for target in dict.fromkeys(ref.target for ref in refs.values()):
+        engine.session(target)  # opened here: the engine's table of sessions is not meant for threads
+    workers = max(1, min(settings.GLANCESYNC_REFRESH_WORKERS, len(refs)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh-listing")
+    waiting, running = iter(refs), {}
+
+    def start_next() -> None:
+        region = next(waiting, None)
+        if region is not None:
+            running[pool.submit(_list, engine, refs[region])] = region
+
+    try:
+        for _ in range(workers):
+            start_next()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                region = running.pop(future)
+                start_next()  # the next listing runs while this one is stored
+                yield region, refs[region], future.result()
+    finally:  # stopped early (an error while storing): drop what has not started, do not wait for the rest
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _list(engine: GlanceSync, ref: RegionRef) -> Listing:
+    """The region's listing, or the error (returned: it is reported when the region is stored)."""
+    try:
+        return engine.session(ref.target).list_images(ref.name)
+    except Exception as error:
+        return error
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a region is computed and stored: the listing, the statuses
+    and the rows are hundreds of thousands of objects (no cycles among them), and the full collections their
+    allocation triggers took more time than building the rows. The switch is the process's: a listing thread's
+    CSV reader (sync.engine.backup) pauses it too, and either may turn it back on early, which costs time only."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _store_region(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
+    with _collector_paused():
+        return _compute_and_store(engine, ref, listing, new_problems)
+
+
+def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
     reporter = RecordingReporter()
     try:
-        listing = engine.session(ref.target).list_images(ref.name)
+        if isinstance(listing, Exception):
+            raise listing
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
         reasons = status_reasons(statuses, region_map)
@@ -62,15 +141,15 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
         return message
     previous = RegionSnapshot.objects.filter(region=ref.fullname).values_list("read_failures", "unreadable_since")
     failures, since = previous.first() or (0, None)
-    found = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
+    stored = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
     if transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=transfer)
     if failures >= UNREADABLE_ALERT_AFTER and since is not None:
         alerts.region_recovered(ref.fullname, since, failures)
     if new_problems is None:
-        alerts.new_problems(found)
+        alerts.new_problems(stored.new_problems)
     else:
-        new_problems.extend(found)
+        new_problems.extend(stored.new_problems)
     return ""
 
 
@@ -182,6 +261,22 @@ def _shown(value) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass
+class Stored:
+    """What one region's store wrote: ImageState rows inserted, changed (all fields, or the position only) and
+    deleted, and the problems that were not there before (see `_new_problems`)."""
+
+    new_problems: list[dict] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+    moved: int = 0
+    deleted: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated + self.moved + self.deleted
+
+
 def store_statuses(
     region: str,
     target: str,
@@ -190,19 +285,18 @@ def store_statuses(
     warnings: list[str] | None = None,
     reasons: dict[str, str] | None = None,
     others: list[dict] | None = None,
-) -> list[dict]:
-    """Replace the region's rows; return the new problems (see `_new_problems`)."""
+) -> Stored:
+    """Bring the region's rows to these statuses, writing only the rows that changed.
+
+    One transaction per region: readers see the region as it was or as it is now, never half-written. The old
+    rows are read once, for the diff and for the new problems alike."""
     now = timezone.now()
-    rows = [_state(region, position, entry, now) for position, entry in enumerate(statuses)]
-    for row in rows:
-        row.changes = (changes or {}).get(row.image_name, [])
-        row.reason = (reasons or {}).get(row.image_name, "")[:500]
+    rows = [_row(entry, changes or {}, reasons or {}) for entry in statuses]
+    others = others or []
     with transaction.atomic():
-        new_problems = _new_problems(region, rows)
-        # Replaced whole inside one transaction: readers see the old rows or the new ones, never a mix.
-        ImageState.objects.filter(region=region).delete()
-        ImageState.objects.bulk_create(rows, batch_size=500)
-        others = others or []
+        old = _stored_rows(region)
+        stored = Stored(new_problems=_new_problems(region, rows, old))
+        _apply(region, _diff(rows, old), now, stored)
         RegionSnapshot.objects.update_or_create(
             region=region,
             defaults={
@@ -210,53 +304,222 @@ def store_statuses(
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(statuses),
-                "plan_totals": plan_totals((r.status, r.reason == PROTECTED_COPY, 1, r.size) for r in rows),
+                "plan_totals": _plan_totals(rows),
             },
         )  # fmt: skip
-    return new_problems
+    logger.debug("%s: %d snapshot rows written (%d new, %d changed, %d moved, %d removed)", region, stored.written,
+                 stored.inserted, stored.updated, stored.moved, stored.deleted)  # fmt: skip
+    return stored
 
 
-def _new_problems(region: str, rows: list[ImageState]) -> list[dict]:
+# ImageState's fields besides the key (region, image_name), status, position, computed_at and digest, in the order
+# of _row's content: their hash is the row's digest.
+CONTENT_FIELDS = (
+    "master_id", "master_checksum", "region_image_id", "region_checksum", "size", "region_size", "region_image_name",
+    "visibility", "hidden", "tags", "region_visibility", "region_hidden", "region_tags", "changes", "reason",
+)  # fmt: skip
+SIZE, REASON = CONTENT_FIELDS.index("size"), CONTENT_FIELDS.index("reason")
+NO_COPY = ("", "", None, "", "", False, [])  # region_image_id ... region_tags of a pair without a region copy
+
+
+class _Row(NamedTuple):  # named tuples: a refresh makes one per pair, over a million at a time
+    """A pair's row as the refresh computes it: status, content (CONTENT_FIELDS' values) and its digest."""
+
+    name: str
+    status: str
+    content: tuple
+    digest: str
+
+
+class _Old(NamedTuple):
+    """A stored row, as much of it as the diff needs."""
+
+    id: int
+    status: str
+    position: int
+    digest: str
+
+
+def _row(entry: ImageStatus, changes: dict[str, list[list]], reasons: dict[str, str]) -> _Row:
+    copy, master = entry.region_image, entry.master
+    if copy is None:
+        region_id, region_checksum, region_size, region_name, region_visibility, region_hidden, region_tags = NO_COPY
+    else:
+        region_id, region_checksum, region_size = copy.id, copy.checksum or "", copy.size
+        region_name, region_visibility, region_hidden = copy.name, copy.visibility, copy.hidden
+        region_tags = sorted(copy.tags)
+    content = (
+        master.id, master.checksum or "", region_id, region_checksum, master.size or 0, region_size, region_name,
+        master.visibility, master.hidden, sorted(master.tags), region_visibility, region_hidden, region_tags,
+        changes.get(master.name, []), reasons.get(master.name, "")[:500],
+    )  # fmt: skip
+    return _Row(master.name, entry.status, content, _digest(content))
+
+
+def _digest(content: tuple) -> str:
+    """64 bits of blake2b over the content in marshal's version 0, which writes str, int, bool, None and lists by
+    value only (no references, no interning marks: equal contents give equal bytes) and costs less than repr.
+    Two contents of the same pair hashing alike by chance (2^-64 per change) would leave one change unwritten."""
+    return hashlib.blake2b(marshal.dumps(content, 0), digest_size=8).hexdigest()
+
+
+def _stored_rows(region: str) -> dict[str, _Old]:
+    """The region's rows, locked until the transaction ends (PostgreSQL; SQLite's IMMEDIATE transaction already
+    holds the write lock), so a checksum decision changing a row in place waits instead of being overwritten."""
+    columns = ", ".join(_columns(("image_name", "id", "status", "position", "digest")))
+    table, region_column = connection.ops.quote_name(ImageState._meta.db_table), _columns(["region"])[0]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:  # raw: the ORM's per-row cost is most of an unchanged refresh's
+        cursor.execute(f"SELECT {columns} FROM {table} WHERE {region_column} = %s{lock}", [region])
+        return {name: _Old(pk, status, position, digest) for name, pk, status, position, digest in cursor.fetchall()}
+
+
+@dataclass
+class _Diff:
+    inserts: list[tuple[int, _Row]] = field(default_factory=list)  # (position, row)
+    updates: list[tuple[int, int, _Row]] = field(default_factory=list)  # (id, position, row)
+    moves: list[tuple[int, int]] = field(default_factory=list)  # (id, position): only the order changed
+    deletes: list[int] = field(default_factory=list)  # ids
+
+
+def _diff(rows: list[_Row], old: dict[str, _Old]) -> _Diff:
+    diff = _Diff()
+    for row, position in zip(rows, positions([row.name for row in rows], old), strict=True):
+        before = old.get(row.name)
+        if before is None:
+            diff.inserts.append((position, row))
+        elif before.status != row.status or before.digest != row.digest:
+            diff.updates.append((before.id, position, row))
+        elif before.position != position:
+            diff.moves.append((before.id, position))
+    names = {row.name for row in rows}
+    diff.deletes = [before.id for name, before in old.items() if name not in names]
+    return diff
+
+
+POSITION_GAP = 1 << 16  # room between neighbours for new images, so that one new master image moves no other row
+MAX_POSITION = 2**31 - 1  # PositiveIntegerField is a 32-bit integer on PostgreSQL
+
+
+def positions(names: list[str], old: dict[str, _Old]) -> list[int]:
+    """Positions in the engine's order: the stored ones where they still sort right and new rows fit between
+    them, else all numbered again, POSITION_GAP apart (fewer apart for a region too big for that)."""
+    kept = [old[name].position if name in old else None for name in names]
+    known = [position for position in kept if position is not None]
+    if all(a < b for a, b in zip(known, known[1:], strict=False)):
+        filled = _fill_gaps(kept)
+        if filled is not None:
+            return filled
+    gap = max(1, min(POSITION_GAP, MAX_POSITION // (len(names) + 1)))
+    return [index * gap for index in range(len(names))]
+
+
+def _fill_gaps(kept: list[int | None]) -> list[int] | None:
+    """Give each new row (None) a position between its stored neighbours; None when one does not fit."""
+    result: list[int] = []
+    index = 0
+    while index < len(kept):
+        if kept[index] is not None:
+            result.append(kept[index])
+            index += 1
+            continue
+        end = index
+        while end < len(kept) and kept[end] is None:
+            end += 1
+        low = result[-1] if result else -1
+        high = kept[end] if end < len(kept) else low + (end - index + 1) * POSITION_GAP
+        count = end - index
+        if high - low <= count or high > MAX_POSITION:
+            return None
+        result.extend(low + (high - low) * (k + 1) // (count + 1) for k in range(count))
+        index = end
+    return result
+
+
+def _apply(region: str, diff: _Diff, now, stored: Stored) -> None:
+    with connection.cursor() as cursor:
+        writer = _Writer(cursor, region, now)
+        writer.delete(diff.deletes)
+        writer.insert(diff.inserts)
+        writer.update(diff.updates)
+        writer.move(diff.moves)
+    stored.inserted, stored.updated = len(diff.inserts), len(diff.updates)
+    stored.moved, stored.deleted = len(diff.moves), len(diff.deletes)
+
+
+class _Writer:
+    """ImageState rows written with one executemany per kind of change (raw SQL, the same on SQLite and
+    PostgreSQL): at a million rows, Django model instances and bulk_create would cost most of a first refresh."""
+
+    KEY = ("region", "image_name")
+    HEAD = ("status", "position", "digest", "computed_at")
+
+    def __init__(self, cursor, region: str, now) -> None:
+        self.cursor, self.region = cursor, region
+        self.at = connection.ops.adapt_datetimefield_value(now)
+        self.table = connection.ops.quote_name(ImageState._meta.db_table)
+        self.fields = [ImageState._meta.get_field(name) for name in CONTENT_FIELDS]
+        self.json_at = [index for index, f in enumerate(self.fields) if f.get_internal_type() == "JSONField"]
+        self.empty = {index: self.fields[index].get_db_prep_save([], connection) for index in self.json_at}
+
+    def delete(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), 500):  # well under SQLite's limit of parameters per statement
+            chunk = ids[start : start + 500]
+            self.cursor.execute(f"DELETE FROM {self.table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+
+    def insert(self, rows: list[tuple[int, _Row]]) -> None:
+        if rows:
+            columns = _columns(self.KEY + self.HEAD + CONTENT_FIELDS)
+            sql = f"INSERT INTO {self.table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+            self.cursor.executemany(sql, [(self.region, r.name, *self._head(r, p), *self._content(r)) for p, r in rows])
+
+    def update(self, rows: list[tuple[int, int, _Row]]) -> None:
+        if rows:
+            columns = _columns(self.HEAD + CONTENT_FIELDS)
+            sql = f"UPDATE {self.table} SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s"
+            self.cursor.executemany(sql, [(*self._head(r, p), *self._content(r), pk) for pk, p, r in rows])
+
+    def move(self, rows: list[tuple[int, int]]) -> None:
+        if rows:
+            sql = f"UPDATE {self.table} SET {_columns(['position'])[0]} = %s WHERE id = %s"
+            self.cursor.executemany(sql, [(position, pk) for pk, position in rows])
+
+    def _head(self, row: _Row, position: int) -> tuple:
+        return row.status, position, row.digest, self.at
+
+    def _content(self, row: _Row) -> list:
+        """The JSON fields as the backend stores them (text on SQLite, jsonb on PostgreSQL); the other values
+        are plain str, int, bool and None, which both drivers take as they are."""
+        values = list(row.content)
+        for index in self.json_at:  # mostly empty lists (no tags, no changes): those are prepared once
+            value = values[index]
+            values[index] = self.fields[index].get_db_prep_save(value, connection) if value else self.empty[index]
+        return values
+
+
+def _columns(names) -> list[str]:
+    return [connection.ops.quote_name(ImageState._meta.get_field(name).column) for name in names]
+
+
+def _new_problems(region: str, rows: list[_Row], old: dict[str, _Old]) -> list[dict]:
     """The pairs now in error_checksum or error_ami that were not in that status at the region's previous
     refresh; a region's first snapshot is the baseline (nothing is new in it)."""
     problems = [row for row in rows if row.status in alerts.PROBLEM_STATUSES]
     if not problems:
         return []
-    seen = ImageState.objects.filter(region=region)
-    if not seen.exists() and not RegionSnapshot.objects.filter(region=region, error="").exists():
+    if not old and not RegionSnapshot.objects.filter(region=region, error="").exists():
         return []
-    before = set(seen.filter(status__in=alerts.PROBLEM_STATUSES).values_list("image_name", "status"))
     return [
-        {"region": region, "image": row.image_name, "status": row.status}
+        {"region": region, "image": row.name, "status": row.status}
         for row in problems
-        if (row.image_name, row.status) not in before
+        if row.name not in old or old[row.name].status != row.status
     ]
+
+
+def _plan_totals(rows: list[_Row]) -> dict[str, list[int]]:
+    return plan_totals((row.status, row.content[REASON] == PROTECTED_COPY, 1, row.content[SIZE]) for row in rows)
 
 
 def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:
     """{status: images}, stored with the rows: /metrics reads these instead of counting the rows."""
     return dict(sorted(Counter(entry.status for entry in statuses).items()))
-
-
-def _state(region: str, position: int, entry: ImageStatus, now) -> ImageState:
-    copy, master = entry.region_image, entry.master
-    return ImageState(
-        region=region,
-        image_name=master.name,
-        status=entry.status,
-        master_id=master.id,
-        master_checksum=master.checksum or "",
-        region_image_id=copy.id if copy else "",
-        region_checksum=(copy.checksum or "") if copy else "",
-        size=master.size or 0,
-        region_size=copy.size if copy else None,
-        region_image_name=copy.name if copy else "",
-        visibility=master.visibility,
-        hidden=master.hidden,
-        tags=sorted(master.tags),
-        region_visibility=copy.visibility if copy else "",
-        region_hidden=copy.hidden if copy else False,
-        region_tags=sorted(copy.tags) if copy else [],
-        position=position,
-        computed_at=now,
-    )

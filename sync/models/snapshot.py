@@ -141,7 +141,14 @@ class ImageState(models.Model):
         default=list, blank=True, help_text="For pending_metadata: [[field, before, after], ...] a sync would apply."
     )
     reason = models.CharField(max_length=500, blank=True, help_text="For error_ami: what the region lacks.")
+    # When the row last changed: a refresh that finds a pair as it was leaves its row alone, so this is the time
+    # since which the pair has been so; RegionSnapshot.computed_at says when the region was last computed.
     computed_at = models.DateTimeField()
+    digest = models.CharField(
+        max_length=16, blank=True, editable=False,
+        help_text="A hash of the other fields but status and position: a refresh compares it to find the rows that "
+        "changed, instead of reading every field of every row.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["region", "position"]

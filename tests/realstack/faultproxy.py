@@ -2,8 +2,9 @@
 
 Requests are forwarded as they come (bodies streamed both ways) unless a rule matches: answer a status
 without forwarding, cut the connection after N bytes of the request or response body, flip a byte of the
-request body on its way (data corruption the receiving Glance then hashes), or carry the request out and cut
-the connection before the answer (a lost answer). Each rule fires `times` times.
+request body on its way (data corruption the receiving Glance then hashes), carry the request out and cut
+the connection before the answer (a lost answer), or wait `value` seconds before forwarding it (a slow Glance).
+Each rule fires `times` times.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,8 +26,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 class Rule:
     method: str
     path: str  # a regular expression searched in the request path
-    action: str  # "status", "drop_request", "drop_response", "corrupt_request" or "lose_answer"
-    value: int = 0  # the status, or the byte count after which to drop / at which to corrupt
+    action: str  # "status", "drop_request", "drop_response", "corrupt_request", "lose_answer" or "delay"
+    value: float = 0  # the status, the byte count after which to drop / at which to corrupt, or the seconds
     times: int = 1
     fired: int = 0
 
@@ -85,8 +87,10 @@ class FaultProxy:
             def _forward(self) -> None:
                 rule = proxy.take(self.command, self.path)
                 if rule is not None and rule.action == "status":
-                    self._answer(rule.value)
+                    self._answer(int(rule.value))
                     return
+                if rule is not None and rule.action == "delay":
+                    time.sleep(rule.value)
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=300)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 length = int(self.headers.get("Content-Length") or 0)

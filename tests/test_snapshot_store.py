@@ -1,0 +1,253 @@
+"""A refresh writes only the ImageState rows that changed (sync.snapshot.store_statuses), in one transaction per
+region, with the order, the counts and the new-problem alerts as a full rewrite would give them; and it lists the
+regions concurrently (sync.snapshot.listings)."""
+
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench import fleet as bench_fleet
+from bench import plan
+from sync import snapshot
+from sync.clouds.files import FileTargetSession
+from sync.connect import build_engine
+from sync.engine.backup import backup_file_name, read_backup, write_backup
+from sync.models import ImageState, RegionSnapshot
+from sync.tasks import refresh_status
+
+pytestmark = pytest.mark.django_db
+TABLE = ImageState._meta.db_table
+COMPARED = [f.name for f in ImageState._meta.fields if f.name not in ("id", "computed_at", "position")]
+
+
+def writes_to_the_snapshot(queries) -> list[str]:
+    """The INSERT, UPDATE and DELETE statements on ImageState (an executemany is logged as "N times: SQL")."""
+    statements = [q["sql"].split(" times: ", 1)[-1].lstrip() for q in queries]
+    return [sql for sql in statements if TABLE in sql and sql.split()[0] in ("INSERT", "UPDATE", "DELETE")]
+
+
+def rows_by_pair() -> dict[tuple[str, str], tuple]:
+    return {(r.region, r.image_name): (r.pk, r.computed_at) for r in ImageState.objects.all()}
+
+
+def contents(region: str | None = None) -> list[tuple]:
+    """Every row's fields but its id, time and position value, in the order the pages read them."""
+    rows = ImageState.objects.all() if region is None else ImageState.objects.filter(region=region)
+    return list(rows.order_by("region", "position").values_list(*COMPARED))
+
+
+def edit_region(cloud, key: str, edit) -> None:
+    """Rewrite the region's backup file with `edit(images)` applied (the engine's own reader and writer)."""
+    path = cloud / backup_file_name(key)
+    images = read_backup(path, path.name)
+    images = edit(images) or images
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        write_backup(images, stream)
+
+
+def new_checksum(name: str):
+    def edit(images):
+        for image in images:
+            if image.name == name:
+                image.checksum = "f" * 32
+
+    return edit
+
+
+def test_it_writes_no_row_when_nothing_changed(demo_cloud):
+    refresh_status()
+    before = rows_by_pair()
+    snapshot_times = dict(RegionSnapshot.objects.values_list("region", "computed_at"))
+    with CaptureQueriesContext(connection) as queries:
+        refresh_status()
+    assert writes_to_the_snapshot(queries.captured_queries) == []
+    assert rows_by_pair() == before  # same rows: same ids, same times
+    for region, computed_at in RegionSnapshot.objects.values_list("region", "computed_at"):
+        assert computed_at > snapshot_times[region]  # the regions were computed again, all the same
+
+
+def test_it_writes_only_the_row_that_changed(demo_cloud):
+    refresh_status()
+    before = rows_by_pair()
+    (name,) = ImageState.objects.filter(region="Valencia", status="ok").values_list("image_name", flat=True)[:1]
+    edit_region(demo_cloud, "Valencia", new_checksum(name))
+    with CaptureQueriesContext(connection) as queries:
+        refresh_status()
+    assert [sql.split()[0] for sql in writes_to_the_snapshot(queries.captured_queries)] == ["UPDATE"]
+    after = rows_by_pair()
+    changed = [pair for pair in after if after[pair] != before[pair]]
+    assert changed == [("Valencia", name)]
+    assert after[("Valencia", name)][0] == before[("Valencia", name)][0]  # updated in place: same id
+    row = ImageState.objects.get(region="Valencia", image_name=name)
+    assert (row.status, row.region_checksum) == ("error_checksum", "f" * 32)
+    counts = Counter(ImageState.objects.filter(region="Valencia").values_list("status", flat=True))
+    assert RegionSnapshot.objects.get(region="Valencia").status_counts == dict(counts)
+
+
+def test_the_diffed_snapshot_is_the_snapshot_a_full_rewrite_gives(demo_cloud):
+    refresh_status()
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    edit_region(demo_cloud, "Sevilla", lambda images: images[1:])  # one image gone from the region
+    edit_region(demo_cloud, "Madrid", lambda images: images[:-1])  # one master image gone
+    refresh_status()
+    diffed = contents()
+    ImageState.objects.all().delete()
+    RegionSnapshot.objects.all().delete()
+    refresh_status()
+    assert contents() == diffed
+
+
+def fleet(tmp_path, settings, images=400, regions=4):
+    """bench/plan.py's generated cloud with bench/fleet.py's configuration, as the console's file cloud."""
+    folder = plan.generate(plan.Params(images, regions, 7), tmp_path / "clouds")
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    for path in folder.glob("backup_*.csv"):
+        (cloud / path.name).write_bytes(path.read_bytes())
+    config = tmp_path / "glancesync.conf"
+    config.write_text(bench_fleet.config_text())
+    settings.GLANCESYNC_CLOUD = f"files:{cloud}"
+    settings.GLANCESYNC_CONFIG_FILE = str(config)
+    return cloud
+
+
+def test_a_refresh_where_one_percent_changed_writes_about_one_percent(tmp_path, settings):
+    cloud = fleet(tmp_path, settings)
+    refresh_status()
+    total, before = ImageState.objects.count(), rows_by_pair()
+    changed_names = {}
+    for key in plan.Params(400, 4, 7).region_keys():
+        names = sorted(
+            ImageState.objects.filter(region=key, region_image_id__gt="").values_list("image_name", flat=True)
+        )
+        changed_names[key] = names[:: len(names) // 4][:4]  # 4 of ~380 pairs: 1 %
+        edit_region(cloud, key, lambda images, names=set(changed_names[key]): [
+            image for image in images if image.name not in names or not setattr(image, "checksum", "e" * 32)
+        ])  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        refresh_status()
+    after = rows_by_pair()
+    written = {pair for pair in after if after[pair] != before[pair]}
+    assert written == {(key, name) for key, names in changed_names.items() for name in names}
+    assert len(written) <= 0.012 * total
+    assert len(writes_to_the_snapshot(queries.captured_queries)) == 4  # one executemany per region
+
+
+def test_a_new_master_image_takes_its_place_in_the_order_and_moves_no_other_row(demo_cloud):
+    refresh_status()
+    before = rows_by_pair()
+    order = list(ImageState.objects.filter(region="Valencia").order_by("position").values_list("image_name", "size"))
+    # a master image sized between the first two of Valencia's: the engine orders by (size, name)
+    (first, size_1), (_, size_2) = order[0], order[1]
+    new_size = (size_1 + size_2) // 2 if size_2 > size_1 + 1 else size_1
+
+    def add(images):
+        template = next(image for image in images if image.name == first)
+        return [*images, replace(template, name=first + "-new", id="new-master-image-id", size=new_size)]
+
+    edit_region(demo_cloud, "Madrid", add)
+    refresh_status()
+    after = rows_by_pair()
+    assert {pair for pair in after if pair not in before} == {
+        (region, first + "-new")
+        for region in ImageState.objects.filter(image_name=first).values_list("region", flat=True)
+    }
+    assert all(after[pair] == before[pair] for pair in before)  # no other row rewritten, not even its position
+    names = list(ImageState.objects.filter(region="Valencia").order_by("position").values_list("image_name", flat=True))
+    engine = build_engine()
+    assert names == [entry.master.name for entry in engine.region_status("Valencia")]
+
+
+def test_positions_are_numbered_again_when_a_new_row_does_not_fit():
+    old = {name: snapshot._Old(i, "ok", position, "") for i, (name, position) in enumerate([("a", 0), ("c", 1)])}
+    assert snapshot.positions(["a", "b", "c"], old) == [0, snapshot.POSITION_GAP, 2 * snapshot.POSITION_GAP]
+    gapped = {name: snapshot._Old(i, "ok", position, "") for i, (name, position) in enumerate([("a", 0), ("c", 8)])}
+    assert snapshot.positions(["a", "b", "c", "d"], gapped) == [0, 4, 8, 8 + snapshot.POSITION_GAP]
+    assert snapshot.positions(["c", "a"], gapped) == [0, snapshot.POSITION_GAP]  # the order changed: afresh
+
+
+def test_a_status_changed_in_place_by_a_decision_is_set_right_by_the_next_refresh(demo_cloud):
+    refresh_status()
+    row = ImageState.objects.filter(status="error_checksum").first()
+    ImageState.objects.filter(pk=row.pk).update(status="pending_replace")  # as a decision does, then undone
+    refresh_status()
+    assert ImageState.objects.get(pk=row.pk).status == "error_checksum"
+
+
+def test_a_region_is_stored_whole_or_not_at_all(demo_cloud, monkeypatch):
+    refresh_status()
+    before = contents("Valencia")
+    edit_region(demo_cloud, "Valencia", lambda images: images[2:])
+    monkeypatch.setattr(snapshot, "status_counts", lambda statuses: 1 / 0)  # fails after the rows are written
+    with pytest.raises(ZeroDivisionError):
+        refresh_status(["Valencia"])
+    assert contents("Valencia") == before
+
+
+def test_the_regions_are_listed_at_once_so_a_slow_one_costs_only_its_own_time(demo_cloud, settings, monkeypatch):
+    settings.GLANCESYNC_REFRESH_WORKERS = 8
+    refresh_status()
+    listing = FileTargetSession.list_images
+    running, most = set(), [0]
+    lock = threading.Lock()
+
+    def slow_list(self, region):
+        with lock:
+            running.add(region)
+            most[0] = max(most[0], len(running))
+        time.sleep(1.0)
+        try:
+            return listing(self, region)
+        finally:
+            with lock:
+                running.discard(region)
+
+    monkeypatch.setattr(FileTargetSession, "list_images", slow_list)
+    regions = len(RegionSnapshot.objects.all())
+    start = time.monotonic()
+    assert refresh_status().startswith(f"statuses of {regions} of {regions} regions refreshed")
+    assert time.monotonic() - start < 1.0 + 0.6 * regions  # not one second per region: they overlap
+    assert most[0] > 1
+
+
+def test_a_refresh_lists_at_most_the_workers_setting_at_once(demo_cloud, settings, monkeypatch):
+    settings.GLANCESYNC_REFRESH_WORKERS = 2
+    listing = FileTargetSession.list_images
+    running, most = set(), [0]
+    lock = threading.Lock()
+
+    def counted(self, region):
+        with lock:
+            running.add(region)
+            most[0] = max(most[0], len(running))
+        time.sleep(0.1)
+        try:
+            return listing(self, region)
+        finally:
+            with lock:
+                running.discard(region)
+
+    monkeypatch.setattr(FileTargetSession, "list_images", counted)
+    refresh_status()
+    assert most[0] == 2
+
+
+def test_an_unreadable_region_among_others_fails_alone(demo_cloud):
+    (demo_cloud / "backup_Valencia.csv").write_text("Valencia,too,few,columns\r\n")
+    summary = refresh_status()
+    assert "Valencia" in summary and summary.count("; ") == 1
+    assert RegionSnapshot.objects.exclude(error="").get().region == "Valencia"
+    assert ImageState.objects.filter(region="Sevilla").exists()
+
+
+def test_the_digest_depends_on_the_values_only():
+    content = ("id", "ch", "", "", 5, None, "n", "public", False, ["a", "b"], "", False, [], [["name", "x", None]], "")
+    rebuilt = tuple("".join(list(v)) if isinstance(v, str) else v for v in content)  # equal, not the same objects
+    assert snapshot._digest(rebuilt) == snapshot._digest(content) == "db8b700f33d0bc68"  # stable across processes
+    assert snapshot._digest((*content[:4], 6, *content[5:])) != snapshot._digest(content)
+    assert snapshot._digest((*content[:8], 0, *content[9:])) != snapshot._digest(content)  # False is not 0
