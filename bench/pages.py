@@ -119,44 +119,86 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated pages to measure (default: all)")
     parser.add_argument("--workdir", help="keep the generated database here and reuse it (default: a temporary one)")
+    parser.add_argument(
+        "--fleet", choices=("sqlite", "postgres"),
+        help="measure bench/fleet.py's fleet instead: its snapshot made by the real import and refresh",
+    )  # fmt: skip
     args = parser.parse_args()
-    work = args.workdir or tempfile.mkdtemp(prefix="glancesync-bench-pages-")
-    Path(work).mkdir(parents=True, exist_ok=True)
-    stamp = Path(work) / f"generated-{args.images}x{args.regions}"
-    os.environ.update(
-        GLANCESYNC_DATA_DIR=work,
-        DJANGO_SETTINGS_MODULE="glancesync_site.settings",
-        DJANGO_ALLOWED_HOSTS="testserver",
-        GLANCESYNC_LOG_LEVEL="WARNING",
-    )
     sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    # Served by WhiteNoise from collected files in production; the test client renders with the plain storage.
-    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
-    from django.core.management import call_command
+    start = time.perf_counter()
+    if args.fleet:
+        pages, described = _fleet_pages(args)
+    else:
+        pages, described = _generated_pages(args), "generated rows"
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
-    start = time.perf_counter()
-    if not stamp.exists():  # generation takes minutes at the fleet's size: a --workdir keeps it for the next run
-        generate(args.images, args.regions)
-        stamp.touch()
     print(
-        f"{args.images} images x {args.regions} regions ({args.images * args.regions} ImageState rows, generated in "
-        f"{time.perf_counter() - start:.0f} s); {connection.vendor}; {os.cpu_count()} CPUs; medians of {args.runs}"
+        f"{args.images} images x {args.regions} regions ({described}, ready in {time.perf_counter() - start:.0f} s); "
+        f"{connection.vendor}; {os.cpu_count()} CPUs; medians of {args.runs}"
     )
-    for page, millis, queries, size in measure(args.runs, args.pages.split(",")):
+    for page, millis, queries, size in measure(args.runs, pages):
         verdict = ""
         if page in GOALS:
             most_millis, most_queries = GOALS[page]
             passed = millis <= most_millis and queries <= most_queries
             verdict = f" (goal <= {most_millis} ms, <= {most_queries} queries: {'PASS' if passed else 'FAIL'})"
         print(f"  {page:32s} {millis:7.1f} ms  {queries:3d} queries  {size // 1024:5d} KiB{verdict}")
+
+
+def _plain_static_files() -> None:
+    """Served by WhiteNoise from collected files in production; the test client renders with the plain storage."""
+    from django.conf import settings
+
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": plain}
+    settings.ALLOWED_HOSTS = ["testserver"]
+
+
+def _generated_pages(args) -> list[str]:
+    work = args.workdir or tempfile.mkdtemp(prefix="glancesync-bench-pages-")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    stamp = Path(work) / f"generated-{args.images}x{args.regions}"
+    os.environ.update(
+        GLANCESYNC_DATA_DIR=work, DJANGO_SETTINGS_MODULE="glancesync_site.settings", GLANCESYNC_LOG_LEVEL="WARNING",
+    )  # fmt: skip
+    import django
+
+    django.setup()
+    _plain_static_files()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if not stamp.exists():  # generation takes minutes at the fleet's size: a --workdir keeps it for the next run
+        generate(args.images, args.regions)
+        stamp.touch()
+    return args.pages.split(",")
+
+
+def _fleet_pages(args) -> tuple[list[str], str]:
+    """bench/fleet.py's fleet (made once, cached in --workdir), and the pages to read in it: the same kinds as
+    PAGES, with its own region and image names."""
+    from bench import fleet, plan
+    from sync.engine.model import STATUSES
+
+    workdir = Path(args.workdir) if args.workdir else fleet.DEFAULT_WORKDIR
+    fleet.ready_fleet(plan.Params(args.images, args.regions, 1), workdir, args.fleet)
+    _plain_static_files()
+    from sync.models import ImageState, RegionRun, RegionSnapshot, SyncRun
+
+    if not SyncRun.objects.exists():  # a run history, as the generated rows have, for /runs/ and /metrics
+        regions = list(RegionSnapshot.objects.values_list("region", flat=True)[:3])
+        run = SyncRun.objects.create(trigger="schedule", regions=regions, state="done")
+        RegionRun.objects.bulk_create(RegionRun(run=run, region=r, state="done") for r in regions)
+    region = RegionSnapshot.objects.exclude(target="master").order_by("region").values_list("region", flat=True)[0]
+    names = ImageState.objects.filter(region=region).order_by("image_name").values_list("image_name", flat=True)
+    middle = names[len(names) // 2]
+    busiest = max(STATUSES, key=lambda status: ImageState.objects.filter(region=region, status=status).count())
+    pages = [
+        "/", "/matrix/", "/matrix/?status=error_checksum", f"/matrix/?after={middle}", "/matrix/?target=other",
+        f"/matrix/?q={middle[-6:]}", "/conflicts/", "/preview/", "/runs/", f"/regions/{region}/",
+        f"/regions/{region}/?status={busiest}&page=2", "/metrics",
+    ]  # fmt: skip
+    return pages, "snapshot made by import_glancesync_conf and refresh_status"
 
 
 if __name__ == "__main__":
