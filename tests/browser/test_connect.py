@@ -3,7 +3,6 @@ from an empty database with only a staff account, connect the `source` cloud by 
 pick RegionOne as master, save, watch the first refresh fill the overview in, then sync RegionTwo and watch the
 run reach done, all without reloading. Screenshots of each step go to the artifacts folder."""
 
-import os
 import re
 import uuid
 
@@ -16,7 +15,7 @@ from tests.browser.conftest import PASSWORD, csp_violations
 from tests.cluster import Cluster, wait_for
 from tests.conftest import role_group
 from tests.integration.test_openstack_sync import create, images_named
-from tests.realstack.stack import realstack  # noqa: F401  (the session fixture)
+from tests.realstack.stack import image_bytes, realstack  # noqa: F401  (realstack: the session fixture)
 from tests.web import Web
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -28,7 +27,7 @@ def images(realstack):  # noqa: F811
     prefix = f"connect{uuid.uuid4().hex[:8]}-"
     master = realstack.connect("source", "RegionOne")
     for name in ("cirros", "debian"):
-        create(master, prefix + name, os.urandom(64 * 1024))
+        create(master, prefix + name, image_bytes(64 * 1024))
     yield prefix
     for region in ("RegionOne", "RegionTwo", "RegionThree"):
         conn = realstack.connect("source", region)

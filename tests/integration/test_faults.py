@@ -21,6 +21,7 @@ from sync.engine.reporter import RecordingReporter
 from tests.integration.regions import region_behind_proxy
 from tests.integration.test_openstack_sync import create, images_named
 from tests.realstack.faultproxy import Rule
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -69,7 +70,7 @@ def assert_converges(stack, prefix, faulty):
 
 
 def test_a_listing_that_fails_once_is_retried(realstack, faulty, prefix):
-    create(realstack.connect("source", "RegionOne"), prefix + "small", os.urandom(4096))
+    create(realstack.connect("source", "RegionOne"), prefix + "small", image_bytes(4096))
     rule = faulty.add(Rule("GET", r"^/v2/images\?", "status", 503, times=1))
     result = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
     assert rule.fired == 1
@@ -100,7 +101,7 @@ def test_a_listing_that_fails_once_is_retried(realstack, faulty, prefix):
 def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_converges(
     realstack, faulty, prefix, rule, cause
 ):
-    create(realstack.connect("source", "RegionOne"), prefix + "data", os.urandom(8 * MB))
+    create(realstack.connect("source", "RegionOne"), prefix + "data", image_bytes(8 * MB))
     faulty.add(rule)
     engine = engine_for(realstack, prefix)
     failed = engine.sync_region("target:RegionFaulty")
@@ -116,7 +117,7 @@ def test_an_upload_fault_fails_that_region_only_leaves_nothing_and_a_rerun_conve
 
 def test_a_lost_answer_to_the_final_patch_keeps_the_verified_image(realstack, faulty, prefix):
     """Glance removed the upload marker but the answer was lost: the retry is refused, the image is kept."""
-    create(realstack.connect("source", "RegionOne"), prefix + "kept", os.urandom(MB))
+    create(realstack.connect("source", "RegionOne"), prefix + "kept", image_bytes(MB))
     rule = faulty.add(Rule("PATCH", r"^/v2/images/[0-9a-f-]+$", "lose_answer"))
     result = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
     assert rule.fired == 1
@@ -128,7 +129,7 @@ def test_a_lost_answer_to_the_final_patch_keeps_the_verified_image(realstack, fa
 def test_a_failed_upload_of_a_protected_image_leaves_nothing(realstack, faulty, prefix):
     """Glance refuses to delete a protected image: a copy is protected only once its data is verified."""
     master = realstack.connect("source", "RegionOne")
-    image = create(master, prefix + "guarded", os.urandom(2 * MB), is_protected=True)
+    image = create(master, prefix + "guarded", image_bytes(2 * MB), is_protected=True)
     try:
         faulty.add(Rule("PUT", r"/file$", "corrupt_request", 1234))
         failed = engine_for(realstack, prefix).sync_region("target:RegionFaulty")
@@ -146,7 +147,7 @@ def test_a_failed_upload_of_a_protected_image_leaves_nothing(realstack, faulty, 
 
 def test_a_master_glance_dying_mid_download_fails_the_region_and_leaves_nothing(realstack, faulty, prefix):
     source = realstack.connect("source", "RegionOne")
-    create(source, prefix + "data", os.urandom(8 * MB))
+    create(source, prefix + "data", image_bytes(8 * MB))
     with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port) as master_proxy:
         rule = master_proxy.add(Rule("GET", r"/file$", "drop_response", 2 * MB))
         engine = engine_for(realstack, prefix, ("main.master_region", "RegionFaultyMaster"))
@@ -161,7 +162,7 @@ def test_a_master_glance_dying_mid_download_fails_the_region_and_leaves_nothing(
 def test_images_dir_serves_the_bytes_and_they_are_still_verified(realstack, faulty, prefix, tmp_path, file_matches):
     """The original's mode: the master's bytes from <images_dir>/<id>; the master Glance's download is not used."""
     source = realstack.connect("source", "RegionOne")
-    data = os.urandom(3 * MB)
+    data = image_bytes(3 * MB)
     image = create(source, prefix + "local", data)
     (tmp_path / image.id).write_bytes(data if file_matches else data[:-1] + b"?")
     with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port) as master_proxy:
@@ -182,7 +183,7 @@ def test_an_unreachable_keystone_fails_its_target_fast_and_the_others_proceed(re
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
-    create(realstack.connect("source", "RegionOne"), prefix + "small", os.urandom(4096))
+    create(realstack.connect("source", "RegionOne"), prefix + "small", image_bytes(4096))
     engine = engine_for(realstack, prefix, ("target.keystone_url", f"http://127.0.0.1:{port}/v3"))
     start = time.monotonic()
     unreachable = engine.sync_region("target:RegionOne")

@@ -8,7 +8,6 @@ is RegionFaultyMaster, a fault proxy on a port the importing Glance's filtering 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from sync.engine.glancesync import GlanceSync
 from sync.engine.reporter import Cancelled, RecordingReporter
 from tests.integration.regions import region_behind_proxy
 from tests.integration.test_openstack_sync import create, download, glancesync, images_named, status_rows
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def engine_for(stack, prefix: str, *overrides, reporter=None) -> GlanceSync:
 
 
 def test_it_imports_where_offered_and_gives_the_same_copy_as_a_stream(realstack, master, prefix):
-    data = os.urandom(6 * MB + 123)
+    data = image_bytes(6 * MB + 123)
     image = create(
         master, prefix + "img", data, visibility="community", min_ram=64, min_disk=1,
         hw_disk_bus="scsi", os_distro="debian", os_type="linux", nid="42", description="a test image",
@@ -115,7 +115,7 @@ def test_it_imports_where_offered_and_gives_the_same_copy_as_a_stream(realstack,
 
 
 def test_a_protected_hidden_master_image_is_imported_protected_only_once_verified(realstack, master, prefix):
-    image = create(master, prefix + "prot", os.urandom(MB), is_protected=True)
+    image = create(master, prefix + "prot", image_bytes(MB), is_protected=True)
     three = realstack.connect("source", "RegionThree")
     try:
         out = glancesync(realstack, prefix, "RegionThree")
@@ -133,7 +133,7 @@ def test_a_failing_import_is_streamed_instead_and_the_region_converges(realstack
     """The master region seen through a fault proxy: RegionThree's Glance refuses to fetch from the proxy's port
     (its import filtering), so the import fails for real; the copy is then streamed through the proxy."""
     source = realstack.connect("source", "RegionOne")
-    image = create(source, prefix + "fallback", os.urandom(3 * MB), nid="7")
+    image = create(source, prefix + "fallback", image_bytes(3 * MB), nid="7")
     three = realstack.connect("source", "RegionThree")
     with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port):
         reporter = RecordingReporter()
@@ -159,7 +159,7 @@ def test_a_failing_import_is_streamed_instead_and_the_region_converges(realstack
 
 def test_transfer_glance_download_forbids_the_fallback(realstack, prefix):
     source = realstack.connect("source", "RegionOne")
-    create(source, prefix + "only", os.urandom(MB))
+    create(source, prefix + "only", image_bytes(MB))
     three = realstack.connect("source", "RegionThree")
     with region_behind_proxy(source, "RegionFaultyMaster", realstack.glance("RegionOne").port):
         only = ("master.transfer", "glance-download")
@@ -170,14 +170,14 @@ def test_transfer_glance_download_forbids_the_fallback(realstack, prefix):
 
 
 def test_transfer_glance_download_in_a_region_without_it_fails_clearly(realstack, master, prefix):
-    create(master, prefix + "nope", os.urandom(4096))
+    create(master, prefix + "nope", image_bytes(4096))
     result = engine_for(realstack, prefix, ("master.transfer", "glance-download")).sync_region("RegionTwo")
     assert not result.ok and "does not offer glance-download" in result.error, result.error
     assert images_named(realstack.connect("source", "RegionTwo"), prefix) == {}
 
 
 def test_transfer_stream_is_obeyed(realstack, master, prefix):
-    image = create(master, prefix + "streamed", os.urandom(2 * MB))
+    image = create(master, prefix + "streamed", image_bytes(2 * MB))
     out = glancesync(realstack, prefix, "RegionThree", "--config", "master.transfer=stream")
     assert "glance-download" not in out
     three = realstack.connect("source", "RegionThree")
@@ -186,7 +186,7 @@ def test_transfer_stream_is_obeyed(realstack, master, prefix):
 
 
 def test_a_cancel_mid_import_deletes_the_record(realstack, master, prefix):
-    create(master, prefix + "cancelled", os.urandom(16 * MB))
+    create(master, prefix + "cancelled", image_bytes(16 * MB))
     stages = []
 
     class CancellingReporter(RecordingReporter):
@@ -205,7 +205,7 @@ def test_a_cancel_mid_import_deletes_the_record(realstack, master, prefix):
 
 
 def test_a_sync_killed_mid_import_leaves_a_marked_record_that_the_next_sync_deletes(realstack, master, prefix):
-    image = create(master, prefix + "killed", os.urandom(64 * MB))
+    image = create(master, prefix + "killed", image_bytes(64 * MB))
     three = realstack.connect("source", "RegionThree")
     condition = f"metadata_condition=image.is_public and image.name.startswith('{prefix}')"
     command = [sys.executable, "manage.py", "glancesync", "--config-file", str(realstack.glancesync_conf),

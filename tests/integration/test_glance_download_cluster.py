@@ -15,6 +15,7 @@ from sync.clouds.base import UPLOAD_MARKER
 from sync.models import Defaults, MasterSettings, Region, Target
 from tests.cluster import LEASE_SECONDS, Cluster, wait_for
 from tests.integration.test_openstack_sync import create, images_named
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -45,7 +46,7 @@ def console(transactional_db, realstack, tmp_path, settings):
 
 def test_a_worker_killed_mid_import_leaves_a_marked_record_the_next_run_deletes(console, realstack, client, admin_user):
     prefix, cluster = console
-    image = create(realstack.connect("source", "RegionOne"), prefix + "big", os.urandom(64 * MB))
+    image = create(realstack.connect("source", "RegionOne"), prefix + "big", image_bytes(64 * MB))
     three = realstack.connect("source", "RegionThree")
     run = runs.start_run(["RegionThree"], dry_run=False, trigger="cli")
     region_run = wait_for(

@@ -5,7 +5,6 @@ are real and the real Glance servers of the source site accept them.
 """
 
 import io
-import os
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from tests.integration.test_openstack_sync import create, download, images_named
 from tests.realstack.keystone_v2 import KeystoneV2
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def glancesync(conf, prefix, *args):
 
 def test_it_syncs_through_keystone_v2(realstack, keystone_v2, prefix, tmp_path):
     master = realstack.connect("source", "RegionOne")
-    image = create(master, prefix + "web", os.urandom(300 * 1024), nid="42")
+    image = create(master, prefix + "web", image_bytes(300 * 1024), nid="42")
     conf = v2_conf(tmp_path, keystone_v2, realstack.passwords["source"])
     logins_before = len(keystone_v2.logins)
 

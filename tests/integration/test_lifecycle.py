@@ -8,7 +8,6 @@ tests share a checksum (the rotation rule matches region images by checksum).
 """
 
 import io
-import os
 import uuid
 
 import pytest
@@ -18,6 +17,7 @@ from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.reporter import RecordingReporter
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ def master(realstack):
 
 
 def test_it_makes_a_hidden_region_copy_visible_like_its_master_without_a_second_upload(realstack, master, key, prefix):
-    data = os.urandom(4096)
+    data = image_bytes(4096)
     create(master, prefix + "base", data, **{key: "1"})
     copies = {}
     # RegionTwo's copy differs only by its hidden flag; the other one is also private
@@ -135,9 +135,9 @@ def test_it_makes_a_hidden_region_copy_visible_like_its_master_without_a_second_
 def test_it_does_not_upload_a_hidden_master_image_but_hides_its_existing_copy(realstack, master, key, prefix):
     two = realstack.connect("source", "RegionTwo")
     mine = {key: "1"}
-    create(master, prefix + "visible", os.urandom(2048), **mine)  # the default rule selects it: it is uploaded
-    new = create(master, prefix + "hidden-new", os.urandom(3072), hidden=True, **mine)
-    data = os.urandom(4096)
+    create(master, prefix + "visible", image_bytes(2048), **mine)  # the default rule selects it: it is uploaded
+    new = create(master, prefix + "hidden-new", image_bytes(3072), hidden=True, **mine)
+    data = image_bytes(4096)
     create(master, prefix + "hidden-old", data, hidden=True, **mine)
     copy = create(two, prefix + "hidden-old", data, **mine)
     assert status_rows(realstack, key, *REGIONS) == [
@@ -170,10 +170,10 @@ def test_it_does_not_upload_a_hidden_master_image_but_hides_its_existing_copy(re
 def test_the_default_rule_does_not_upload_a_community_master_image_but_its_copy_follows(realstack, master, key, prefix):
     two = realstack.connect("source", "RegionTwo")
     mine = {key: "1"}
-    create(master, prefix + "public", os.urandom(2048), **mine)
-    create(master, prefix + "unmarked", os.urandom(2048))  # public, but without the metadata_set property
-    create(master, prefix + "community-new", os.urandom(3072), visibility="community", **mine)
-    data = os.urandom(4096)
+    create(master, prefix + "public", image_bytes(2048), **mine)
+    create(master, prefix + "unmarked", image_bytes(2048))  # public, but without the metadata_set property
+    create(master, prefix + "community-new", image_bytes(3072), visibility="community", **mine)
+    data = image_bytes(4096)
     create(master, prefix + "community-old", data, visibility="community", **mine)
     copy = create(two, prefix + "community-old", data, **mine)
     assert status_rows(realstack, key, *REGIONS) == [
@@ -201,8 +201,8 @@ def test_the_default_rule_does_not_upload_a_community_master_image_but_its_copy_
 def test_master_tags_reach_new_and_existing_copies_and_region_tags_stay(realstack, master, key, prefix):
     two = realstack.connect("source", "RegionTwo")
     mine = {key: "1"}
-    new = create(master, prefix + "new", os.urandom(2048), tags=["gold", "lts"], **mine)
-    data = os.urandom(4096)
+    new = create(master, prefix + "new", image_bytes(2048), tags=["gold", "lts"], **mine)
+    data = image_bytes(4096)
     create(master, prefix + "old", data, tags=["gold", "lts"], **mine)
     old_copy = create(two, prefix + "old", data, tags=["gold", "mine"], **mine)
     assert status_rows(realstack, key, "RegionTwo") == [
@@ -257,13 +257,13 @@ def engine_sync(stack, key, region, *overrides):
 def test_two_rotations_are_followed_and_a_third_sync_changes_nothing(realstack, master, key, prefix):
     name, first, second = prefix + "debian-12", prefix + "debian-12 (build 1)", prefix + "debian-12 (build 2)"
     tags = ["debian"]
-    build1 = create(master, name, os.urandom(4096), tags=tags, **{key: "1"})
+    build1 = create(master, name, image_bytes(4096), tags=tags, **{key: "1"})
     sync(realstack, key, *REGIONS)
     copy1 = {region: by_name(connect(realstack, region), prefix)[name] for region in REGIONS}
     assert {c.checksum for c in copy1.values()} == {build1.checksum}
 
     # Rotation 1, followed by the command: the region's copy of build 1 is renamed and hidden, build 2 uploaded
-    build2 = rotate(master, name, build1, first, os.urandom(5000), key, tags)
+    build2 = rotate(master, name, build1, first, image_bytes(5000), key, tags)
     assert status_rows(realstack, key, *REGIONS) == sorted(
         [f"pending_metadata,{region},{first}" for region in REGIONS]
         + [f"pending_upload,{region},{name}" for region in REGIONS]
@@ -280,7 +280,7 @@ def test_two_rotations_are_followed_and_a_third_sync_changes_nothing(realstack, 
     copy2 = {region: by_name(connect(realstack, region), prefix)[name] for region in REGIONS}
 
     # Rotation 2, followed by the engine: build 2's copy follows its master, build 1's copy stays as it is
-    build3 = rotate(master, name, build2, second, os.urandom(6000), key, tags)
+    build3 = rotate(master, name, build2, second, image_bytes(6000), key, tags)
     for region in REGIONS:
         result, messages = engine_sync(realstack, key, region)
         counters = result.counters
@@ -314,10 +314,10 @@ def test_two_rotations_are_followed_and_a_third_sync_changes_nothing(realstack, 
 
 def test_follow_rotations_off_brings_back_the_checksum_conflict(realstack, master, key, prefix):
     name, first = prefix + "ubuntu", prefix + "ubuntu (build 1)"
-    build1 = create(master, name, os.urandom(4096), **{key: "1"})
+    build1 = create(master, name, image_bytes(4096), **{key: "1"})
     sync(realstack, key, *REGIONS)
     copy1 = {region: by_name(connect(realstack, region), prefix)[name] for region in REGIONS}
-    rotate(master, name, build1, first, os.urandom(5000), key, [])
+    rotate(master, name, build1, first, image_bytes(5000), key, [])
 
     # Off everywhere ([DEFAULT]-like override): the original's behaviour, a checksum conflict in every region
     assert status_rows(realstack, key, *REGIONS, "--config", "follow_rotations=False") == [

@@ -6,7 +6,6 @@ those (a metadata_condition override), so tests do not see each other's images.
 
 import hashlib
 import io
-import os
 import threading
 import uuid
 
@@ -17,7 +16,7 @@ from sync.clouds.openstack import OpenStackCloud
 from sync.engine.config import load_config
 from sync.engine.glancesync import GlanceSync
 from sync.engine.reporter import Cancelled, RecordingReporter
-from tests.realstack.stack import kill_glance, start_glance
+from tests.realstack.stack import image_bytes, kill_glance, start_glance
 
 pytestmark = pytest.mark.integration
 
@@ -77,17 +76,17 @@ def master(realstack):
 
 
 def test_it_syncs_bytes_properties_and_ami_references_to_both_targets(realstack, master, prefix):
-    kernel = create(master, prefix + "kernel", os.urandom(2048), disk_format="aki", container_format="aki")
-    ramdisk = create(master, prefix + "ramdisk", os.urandom(3072), disk_format="ari", container_format="ari")
+    kernel = create(master, prefix + "kernel", image_bytes(2048), disk_format="aki", container_format="aki")
+    ramdisk = create(master, prefix + "ramdisk", image_bytes(3072), disk_format="ari", container_format="ari")
     # The AMI image is smaller than its kernel: it must still end up pointing at the region's kernel.
     create(
-        master, prefix + "ami", os.urandom(1024), disk_format="ami", container_format="ami",
+        master, prefix + "ami", image_bytes(1024), disk_format="ami", container_format="ami",
         kernel_id=kernel.id, ramdisk_id=ramdisk.id, type="image",
     )  # fmt: skip
     sizes = {"small": 100 * 1024, "medium": 5 * MB, "large": 100 * MB}
     for name, size in sizes.items():
-        create(master, prefix + name, os.urandom(size), type="base", nid="7", min_ram=64, min_disk=1)
-    create(master, prefix + "private", os.urandom(4096), visibility="private")
+        create(master, prefix + name, image_bytes(size), type="base", nid="7", min_ram=64, min_disk=1)
+    create(master, prefix + "private", image_bytes(4096), visibility="private")
 
     out = glancesync(realstack, prefix, *REGIONS)
     assert "RegionTwo:   Total uploaded to region: 105 (MB)" in out
@@ -164,7 +163,7 @@ def test_it_propagates_obsolete_images(realstack, master, prefix):
 
 
 def test_a_glance_killed_mid_upload_fails_only_its_region_and_a_rerun_converges(realstack, master, prefix):
-    create(master, prefix + "huge", os.urandom(100 * MB))
+    create(master, prefix + "huge", image_bytes(100 * MB))
     config = load_config(str(realstack.glancesync_conf), [("metadata_condition", f"image.name.startswith('{prefix}')")])
     killed = threading.Event()
 
@@ -192,7 +191,7 @@ def test_a_glance_killed_mid_upload_fails_only_its_region_and_a_rerun_converges(
 
 
 def test_a_cancel_mid_upload_deletes_the_image_it_was_filling(realstack, master, prefix):
-    create(master, prefix + "big", os.urandom(30 * MB))
+    create(master, prefix + "big", image_bytes(30 * MB))
     config = load_config(str(realstack.glancesync_conf), [("metadata_condition", f"image.name.startswith('{prefix}')")])
 
     class CancellingReporter(RecordingReporter):
@@ -206,7 +205,7 @@ def test_a_cancel_mid_upload_deletes_the_image_it_was_filling(realstack, master,
 
 
 def test_it_updates_changed_and_removed_properties_and_keeps_local_ones(realstack, master, prefix):
-    image = create(master, prefix + "meta", os.urandom(2048), a="1", b="2")
+    image = create(master, prefix + "meta", image_bytes(2048), a="1", b="2")
     two = realstack.connect("source", "RegionTwo")
     only_a_b = ("--config", "metadata_set=a,b")
     glancesync(realstack, prefix, "RegionTwo", *only_a_b)
@@ -228,7 +227,7 @@ def test_it_updates_changed_and_removed_properties_and_keeps_local_ones(realstac
 
 
 def test_a_protected_image_is_copied_protected(realstack, master, prefix):
-    image = create(master, prefix + "guarded", os.urandom(4096), is_protected=True)
+    image = create(master, prefix + "guarded", image_bytes(4096), is_protected=True)
     two = realstack.connect("source", "RegionTwo")
     try:
         glancesync(realstack, prefix, "RegionTwo")
@@ -243,7 +242,7 @@ def test_a_protected_image_is_copied_protected(realstack, master, prefix):
 
 def test_the_legacy_conf_alone_drives_both_keystones(realstack, master, prefix, tmp_path):
     """The issue's exact use: no --cloud, [master] with use_keystone_v3 = True, a second section without it."""
-    create(master, prefix + "both", os.urandom(64 * 1024), type="base")
+    create(master, prefix + "both", image_bytes(64 * 1024), type="base")
     only_mine = f"metadata_condition = image.is_public and image.name.startswith('{prefix}')"
     conf = tmp_path / "that.conf"
     conf.write_text(
@@ -264,7 +263,7 @@ def test_the_legacy_conf_alone_drives_both_keystones(realstack, master, prefix, 
 def test_a_protected_unfinished_upload_left_by_an_older_version_is_removed(realstack, master, prefix):
     """Before be5460b copies were created protected at once, so a failed upload of one could not be deleted."""
     two = realstack.connect("source", "RegionTwo")
-    create(master, prefix + "base", os.urandom(4096))
+    create(master, prefix + "base", image_bytes(4096))
     stuck = two.image.create_image(
         name=prefix + "base", disk_format="raw", container_format="bare", is_protected=True,
         glancesync_upload_in_progress="1",
@@ -277,7 +276,7 @@ def test_a_protected_unfinished_upload_left_by_an_older_version_is_removed(reals
 
 
 def test_a_rerun_is_a_no_op(realstack, master, prefix):
-    create(master, prefix + "once", os.urandom(4096), type="base")
+    create(master, prefix + "once", image_bytes(4096), type="base")
     glancesync(realstack, prefix, *REGIONS)
     out = glancesync(realstack, prefix, *REGIONS)
     assert "Uploading" not in out and "Updating" not in out
@@ -306,7 +305,7 @@ def sync_with(conf, prefix, *regions):
 def test_it_authenticates_from_clouds_yaml_entries(realstack, master, prefix, tmp_path, monkeypatch):
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(realstack.clouds_yaml))
     conf = write_conf(tmp_path / "glancesync.conf", "cloud = source", "cloud = target")
-    create(master, prefix + "via-yaml", os.urandom(1024), type="base")
+    create(master, prefix + "via-yaml", image_bytes(1024), type="base")
     sync_with(conf, prefix, "RegionTwo", "other:RegionOne")
     for cloud, region in (("source", "RegionTwo"), ("target", "RegionOne")):
         assert set(images_named(realstack.connect(cloud, region), prefix)) == {prefix + "via-yaml"}
@@ -319,7 +318,7 @@ def test_a_wrong_password_fails_that_target_only_and_is_never_shown(realstack, m
         password_auth(realstack, "source"),
         password_auth(realstack, "target", password=secret),
     )
-    create(master, prefix + "only-master", os.urandom(1024), type="base")
+    create(master, prefix + "only-master", image_bytes(1024), type="base")
     with pytest.raises(CommandError) as failure:
         out = sync_with(conf, prefix, "RegionTwo", "other:RegionOne")
     assert str(failure.value) == "failed regions: other:RegionOne"

@@ -20,6 +20,7 @@ from tests.integration.regions import region_behind_proxy
 from tests.integration.test_faults import engine_for
 from tests.integration.test_openstack_sync import create
 from tests.realstack.faultproxy import Rule
+from tests.realstack.stack import image_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 DELAY = 4  # seconds each slow listing waits, well above the other listings' time on the loopback stack
@@ -41,7 +42,7 @@ def slow_regions(realstack):
 @pytest.fixture
 def prefix(realstack):
     prefix = f"refresh{os.urandom(4).hex()}-"
-    create(realstack.connect("source", "RegionOne"), prefix + "small", os.urandom(4096))
+    create(realstack.connect("source", "RegionOne"), prefix + "small", image_bytes(4096))
     return prefix
 
 

@@ -6,7 +6,6 @@ the RegionTwo Glance, which is registered again as region RegionTLS with an http
 
 import datetime
 import ipaddress
-import os
 import ssl
 import uuid
 
@@ -24,6 +23,7 @@ from sync.engine.reporter import RecordingReporter
 from tests.integration.regions import region_behind_proxy
 from tests.integration.test_openstack_sync import create, images_named
 from tests.realstack.faultproxy import FaultProxy
+from tests.realstack.stack import image_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def sync_tls_region(realstack, tls_site, prefix, tls_option):
 
 
 def test_a_target_with_its_ca_bundle_syncs_over_https(realstack, tls_site, prefix):
-    image = create(realstack.connect("source", "RegionOne"), prefix + "secure", os.urandom(512 * 1024))
+    image = create(realstack.connect("source", "RegionOne"), prefix + "secure", image_bytes(512 * 1024))
     result = sync_tls_region(realstack, tls_site, prefix, f"cacert = {tls_site[1]}")
     assert result.ok and result.counters["uploads"] == 1, result.error
     copy = images_named(realstack.connect("source", "RegionTwo"), prefix)[prefix + "secure"]
@@ -102,6 +102,6 @@ def test_a_target_without_the_ca_fails_with_a_certificate_error(realstack, tls_s
 
 
 def test_an_insecure_target_skips_verification(realstack, tls_site, prefix):
-    create(realstack.connect("source", "RegionOne"), prefix + "trusting", os.urandom(4096))
+    create(realstack.connect("source", "RegionOne"), prefix + "trusting", image_bytes(4096))
     result = sync_tls_region(realstack, tls_site, prefix, "insecure = True")
     assert result.ok and result.counters["uploads"] == 1, result.error

@@ -46,6 +46,16 @@ class RealStackError(RuntimeError):
     """The stack could not be started or changed as asked; the message says which service and why."""
 
 
+def image_bytes(size: int) -> bytes:
+    """Random image data that Glance's format inspector takes for raw. Random bytes end their first sector with
+    the MBR signature (55 AA) in one image of 65,536, and Glance 33 then refuses the upload (415) as a disk whose
+    partition table fails its safety checks."""
+    data = bytearray(os.urandom(size))
+    if data[510:512] == b"\x55\xaa":
+        data[511] = 0
+    return bytes(data)
+
+
 def base_dir() -> Path:
     """The stack's base dir: GLANCESYNC_REALSTACK_DIR or ~/.cache/glancesync-realstack (as lib/settings.sh)."""
     configured = os.environ.get("GLANCESYNC_REALSTACK_DIR")

@@ -5,7 +5,6 @@ Run: .venv/bin/python -m pytest tests/realstack -m integration -q   (starts the 
 
 import hashlib
 import io
-import os
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from openstack import exceptions as openstack_exceptions
 
 from sync.engine.config import load_config
-from tests.realstack.stack import kill_glance, start_glance
+from tests.realstack.stack import image_bytes, kill_glance, start_glance
 
 pytestmark = [
     pytest.mark.integration,
@@ -75,7 +74,7 @@ def test_every_glance_but_the_source_region_two_offers_glance_download(realstack
 
 def test_upload_download_delete_an_image(realstack):
     conn = realstack.connect("source", "RegionOne")
-    data = os.urandom(1024 * 1024 + 17)
+    data = image_bytes(1024 * 1024 + 17)
     name = f"realstack-smoke-{uuid.uuid4().hex[:8]}"
     image = conn.image.create_image(
         name=name, data=io.BytesIO(data), disk_format="raw", container_format="bare", allow_duplicates=True
