@@ -895,9 +895,11 @@ def _plan_details(snapshot: RegionSnapshot, params) -> dict:
     kinds = {}
     for kind in PLAN_KINDS:
         rows = _preview_rows(snapshot.region, kind).only(
-            "region", "image_name", "status", "size", "changes", "position", "reason"
-        )
-        page = Paginator(rows, PREVIEW_PAGE_SIZE).get_page(params.get(f"{kind}_page"))
+            "region", "image_name", "status", "size", "changes", "position", "reason", "tags", "region_tags"
+        )  # tags too: planned_change() reads them, and a deferred field would cost a query per row
+        paginator = Paginator(rows, PREVIEW_PAGE_SIZE)
+        paginator.count = snapshot.plan_totals.get(kind, (0, 0))[0]  # stored with the rows: no count query
+        page = paginator.get_page(params.get(f"{kind}_page"))
         query = {key: value for key, value in params.items() if key.endswith("_page") and key != f"{kind}_page"}
         kinds[kind] = {"page": page, "param": f"{kind}_page", "query": urlencode({"region": snapshot.region, **query})}
     return {**summary, "kinds": kinds, "target": f"#plan-details-{snapshot.pk}"}

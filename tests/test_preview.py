@@ -166,3 +166,20 @@ def test_it_says_how_the_uploads_of_each_region_go(viewer_client, snapshot, tran
     assert "Uploads: 6, 5.4 GB " + says in page
     summary = text(viewer_client.get(reverse("sync:preview")).content.decode())  # every region, one line each
     assert "Uploads: 6, 5.4 GB. " + says in summary
+
+
+def test_a_regions_details_take_a_constant_number_of_queries(viewer_client, snapshot, django_assert_max_num_queries):
+    """Tag changes are worded from the rows' tags: they are read with the page, not one query per row."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    ImageState.objects.filter(region="Bilbao").delete()
+    ImageState.objects.bulk_create(
+        ImageState(region="Bilbao", image_name=f"img-{i:03d}", status="pending_metadata", tags=["gold"],
+                   changes=[["tags", None, "gold"]], position=i, computed_at=now)
+        for i in range(30)
+    )  # fmt: skip
+    RegionSnapshot.recount(["Bilbao"])
+    with django_assert_max_num_queries(9):
+        html = viewer_client.get(reverse("sync:preview_region", args=["Bilbao"])).content.decode()
+    assert text(html).count("add the tag gold") == 30
