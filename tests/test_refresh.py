@@ -155,6 +155,9 @@ def test_the_region_page_polls_until_its_refresh_has_ended(
     assert response.status_code == 200 and '<div id="region-status" hx-get="/regions/Bilbao/"' in partial
     assert "Refreshing Bilbao…" in text(partial) and "ok: 9" in text(partial)
     assert "Runs of this region" not in partial  # only the polled part
+    assert 'aria-label="Filter the images"' not in partial  # what is being typed in the filter stays
+    page = operator_client.get("/regions/Bilbao/", {"q": "cir"}).content.decode()
+    assert page.count('aria-label="Filter the images"') == 1 and 'value="cir"' in page
     assert operator_client.get("/regions/Bilbao/", HTTP_HX_REQUEST="true").status_code == 200
 
     refresh_status(["Bilbao"], request_id=enqueued[0][2])
