@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import logging
@@ -10,7 +11,9 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from pathlib import Path
 from typing import NamedTuple
 
 from django.conf import settings
@@ -19,10 +22,11 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+import sync
 from sync import alerts
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync, is_renamed
-from sync.engine.model import UPLOAD_STATUSES, Image
+from sync.engine.model import UPLOAD_STATUSES, Image, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
 from sync.engine.selection import is_foreign
@@ -47,9 +51,10 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     The regions are listed concurrently (see `listings`) and stored one at a time in this thread as their
     listings arrive. The new conflicts found in all of them go out as one alert, in the regions' order."""
     failed, found = {}, {}
+    master = master_inputs(engine)
     for region, ref, listing in listings(engine, regions):
         found[region] = []
-        error = _store_region(engine, ref, listing, found[region])
+        error = _store_region(engine, ref, listing, found[region], master)
         if error:
             failed[region] = error
     alerts.new_problems([problem for region in regions for problem in found.get(region, [])])
@@ -61,7 +66,7 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
     ref = parse_region(region, engine.config)
-    return _store_region(engine, ref, _list(engine, ref), new_problems)
+    return _store_region(engine, ref, _list(engine, ref), new_problems, master_inputs(engine))
 
 
 Listing = list[Image] | Exception  # a region's images, or why they could not be listed
@@ -119,16 +124,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _store_region(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
+def _store_region(
+    engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None, master: bytes
+) -> str:
     with _collector_paused():
-        return _compute_and_store(engine, ref, listing, new_problems)
+        return _compute_and_store(engine, ref, listing, new_problems, master)
 
 
-def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
+def _compute_and_store(
+    engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None, master: bytes
+) -> str:
     reporter = RecordingReporter()
     try:
         if isinstance(listing, Exception):
             raise listing
+        inputs = region_inputs(engine, ref, listing, master)
+        if _still_fresh(engine, ref, inputs):
+            return ""
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
         reasons = status_reasons(statuses, region_map)
@@ -141,7 +153,7 @@ def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new
         return message
     previous = RegionSnapshot.objects.filter(region=ref.fullname).values_list("read_failures", "unreadable_since")
     failures, since = previous.first() or (0, None)
-    stored = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
+    stored = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others, inputs)
     if transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=transfer)
     if failures >= UNREADABLE_ALERT_AFTER and since is not None:
@@ -156,6 +168,88 @@ def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new
 UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
 
 
+# --- skipping a region whose inputs have not changed -------------------------------------------------------
+#
+# A region's stored snapshot (its rows, counts, totals, warnings and other images) is a function of: the master
+# images the engine selected from (after its filtering), the region's listing, the region's target policy, the
+# master region's name, the target's tenant id, and the code that computes it. `region_inputs` hashes exactly
+# those; a refresh that finds the hash it stored last time stores only the time (and asks the region's Glance
+# again how uploads would go, which is no input: see `_still_fresh`). Anything else that changes the rows in
+# place must clear the hash (RegionSnapshot.recount does).
+
+SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
+_CODE = ("engine", "snapshot.py", "models/snapshot.py")  # sync/... whose source the snapshot depends on
+_IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name != "tags")  # tags: a frozenset, sorted apart
+_image_values = attrgetter(*_IMAGE_FIELDS)
+_POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
+
+
+def region_inputs(engine: GlanceSync, ref: RegionRef, listing: list[Image], master: bytes) -> str:
+    """A 128-bit hash of everything the region's snapshot is computed from (`master`: `master_inputs`); ""
+    when some value cannot be hashed by value (the region is then always computed)."""
+    if not master:
+        return ""
+    config = engine.config
+    try:
+        head = marshal.dumps(
+            (SNAPSHOT_FORMAT, code_version(), ref.fullname, ref.target, config.master_region,
+             _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
+            0,
+        )  # fmt: skip
+        return hashlib.blake2b(head + master + _images(listing), digest_size=16).hexdigest()
+    except ValueError:  # marshal: a property value of a type it does not write
+        return ""
+
+
+def master_inputs(engine: GlanceSync) -> bytes:
+    """The master images the statuses are computed from, as `region_inputs` hashes them (once per refresh)."""
+    try:
+        return hashlib.blake2b(_images(list(engine.master.values())), digest_size=16).digest()
+    except ValueError:
+        return b""  # no hash: every region is computed
+
+
+def _images(images: list[Image]) -> bytes:
+    """Every field of every image, in the listing's order (which the engine's matching may depend on), by
+    value: marshal's version 0 gives equal bytes for equal values in any process (frozensets aside: sorted)."""
+    tags = [(index, sorted(image.tags)) for index, image in enumerate(images) if image.tags]
+    return marshal.dumps((list(map(_image_values, images)), tags), 0)
+
+
+def _policy(policy: TargetPolicy) -> tuple:
+    values = (getattr(policy, name) for name in _POLICY_FIELDS)
+    return tuple(sorted(value) if isinstance(value, frozenset) else value for value in values)
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the source of the engine and of this module (and the package's version): a new version of
+    the code computes every region again once."""
+    digest = hashlib.blake2b(sync.__version__.encode(), digest_size=16)
+    root = Path(sync.__file__).parent
+    paths = [root / name for name in _CODE if name.endswith(".py")]
+    paths += [path for name in _CODE if not name.endswith(".py") for path in (root / name).rglob("*.py")]
+    for path in sorted(paths):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _still_fresh(engine: GlanceSync, ref: RegionRef, inputs: str) -> bool:
+    """The region's stored snapshot was computed from these very inputs: only its time is stored (and the
+    transfer way, when it has uploads to plan: the region's Glance may offer another method now)."""
+    if not inputs:
+        return False
+    found = RegionSnapshot.objects.filter(region=ref.fullname, inputs=inputs, error="")
+    stored = found.values_list("status_counts", "transfer").first()
+    if stored is None:
+        return False
+    counts, transfer = stored
+    if any(counts.get(status) for status in UPLOAD_STATUSES):
+        transfer = engine.planned_transfer(ref)
+    # conditional on the hash: a refresh that stored other inputs meanwhile makes this one compute the region
+    return bool(found.update(computed_at=timezone.now(), transfer=transfer))
+
+
 def _unreadable(ref: RegionRef, message: str) -> None:
     """Store why the region cannot be read and count the failures in a row; alert at the second."""
     now = timezone.now()
@@ -168,7 +262,7 @@ def _unreadable(ref: RegionRef, message: str) -> None:
         return
     RegionSnapshot.objects.filter(pk=snapshot.pk).update(
         target=ref.target, computed_at=now, error=message, read_failures=F("read_failures") + 1,
-        unreadable_since=Coalesce(F("unreadable_since"), now),
+        unreadable_since=Coalesce(F("unreadable_since"), now), inputs="",
     )  # fmt: skip
     failures, since = RegionSnapshot.objects.values_list("read_failures", "unreadable_since").get(pk=snapshot.pk)
     if failures == UNREADABLE_ALERT_AFTER:  # exactly: concurrent refreshes cannot both see it
@@ -285,11 +379,13 @@ def store_statuses(
     warnings: list[str] | None = None,
     reasons: dict[str, str] | None = None,
     others: list[dict] | None = None,
+    inputs: str = "",
 ) -> Stored:
     """Bring the region's rows to these statuses, writing only the rows that changed.
 
     One transaction per region: readers see the region as it was or as it is now, never half-written. The old
-    rows are read once, for the diff and for the new problems alike."""
+    rows are read once, for the diff and for the new problems alike. `inputs`: what they were computed from
+    (`region_inputs`), so that the next refresh can tell whether it needs to compute them at all."""
     now = timezone.now()
     rows = [_row(entry, changes or {}, reasons or {}) for entry in statuses]
     others = others or []
@@ -304,7 +400,7 @@ def store_statuses(
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(statuses),
-                "plan_totals": _plan_totals(rows),
+                "plan_totals": _plan_totals(rows), "inputs": inputs,
             },
         )  # fmt: skip
     logger.debug("%s: %d snapshot rows written (%d new, %d changed, %d moved, %d removed)", region, stored.written,
