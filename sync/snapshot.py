@@ -172,10 +172,10 @@ UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
 #
 # A region's stored snapshot (its rows, counts, totals, warnings and other images) is a function of: the master
 # images the engine selected from (after its filtering), the region's listing, the region's target policy, the
-# master region's name, the target's tenant id, and the code that computes it. `region_inputs` hashes exactly
-# those; a refresh that finds the hash it stored last time stores only the time (and asks the region's Glance
-# again how uploads would go, which is no input: see `_still_fresh`). Anything else that changes the rows in
-# place must clear the hash (RegionSnapshot.recount does).
+# master region's name, the target's tenant id, how many other images are kept, and the code that computes it.
+# `region_inputs` hashes exactly those; a refresh that finds the hash it stored last time stores only the time
+# (and asks the region's Glance again how uploads would go, which is no input: see `_still_fresh`). Anything
+# else that changes the rows in place must clear the hash (RegionSnapshot.recount does).
 
 SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
 _CODE = ("engine", "snapshot.py", "models/snapshot.py")  # sync/... whose source the snapshot depends on
@@ -192,8 +192,8 @@ def region_inputs(engine: GlanceSync, ref: RegionRef, listing: list[Image], mast
     config = engine.config
     try:
         head = marshal.dumps(
-            (SNAPSHOT_FORMAT, code_version(), ref.fullname, ref.target, config.master_region,
-             _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
+            (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
+             config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
             0,
         )  # fmt: skip
         return hashlib.blake2b(head + master + _images(listing), digest_size=16).hexdigest()

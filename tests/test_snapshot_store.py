@@ -384,7 +384,7 @@ def test_a_change_in_any_setting_of_the_target_changes_the_inputs(inputs, name):
     assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) != before
 
 
-def test_the_region_its_order_its_tenant_the_master_region_and_the_format_are_inputs(inputs, monkeypatch):
+def test_the_region_its_order_its_tenant_the_master_region_and_the_other_images_kept_are_inputs(inputs, monkeypatch):
     engine, ref, listing, before = inputs
     master = snapshot.master_inputs(engine)
     assert snapshot.region_inputs(engine, replace(ref, name="Sevilla"), listing, master) != before
@@ -397,6 +397,9 @@ def test_the_region_its_order_its_tenant_the_master_region_and_the_format_are_in
     assert snapshot.region_inputs(engine, ref, listing, master) != before
     monkeypatch.undo()
     monkeypatch.setattr(snapshot, "SNAPSHOT_FORMAT", snapshot.SNAPSHOT_FORMAT + 1)
+    assert snapshot.region_inputs(engine, ref, listing, master) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(RegionSnapshot, "OTHER_IMAGES_KEPT", 1)
     assert snapshot.region_inputs(engine, ref, listing, master) != before
 
 
