@@ -194,6 +194,27 @@ def test_a_region_is_stored_whole_or_not_at_all(demo_cloud, monkeypatch):
     assert contents("Valencia") == before
 
 
+def test_regions_stored_together_are_stored_whole_or_not_at_all(demo_cloud, monkeypatch):
+    refresh_status()
+    before = {region: contents(region) for region in ("Valencia", "Sevilla")}
+    edit_region(demo_cloud, "Valencia", lambda images: images[2:])
+    edit_region(demo_cloud, "Sevilla", new_checksum("cirros-0.6.2-x86_64"))
+    monkeypatch.setattr(snapshot._Batch, "BATCH_ROWS", 10**6)  # every region in one transaction
+    counts, calls = snapshot.status_counts, []
+
+    def second_fails(statuses):
+        calls.append(1)
+        return 1 / 0 if len(calls) == 2 else counts(statuses)
+
+    monkeypatch.setattr(snapshot, "status_counts", second_fails)
+    with pytest.raises(ZeroDivisionError):
+        refresh_status(["Valencia", "Sevilla"])
+    assert {region: contents(region) for region in before} == before
+    monkeypatch.setattr(snapshot, "status_counts", counts)
+    refresh_status(["Valencia", "Sevilla"])
+    assert all(contents(region) != rows for region, rows in before.items())
+
+
 def test_the_regions_are_listed_at_once_so_a_slow_one_costs_only_its_own_time(demo_cloud, settings, monkeypatch):
     settings.GLANCESYNC_REFRESH_WORKERS = 8
     refresh_status()
