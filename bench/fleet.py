@@ -273,7 +273,8 @@ def measure(fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = 
             written = counter.take()
             results[name].add(seconds, cpu, written)
             timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, storing {written.seconds:5.1f} s)"
-            log(f"  run {run}: {name:9} {timing}, {written}")
+            load = os.getloadavg()[0]  # the machine's load when it ended: wall times depend on it
+            log(f"  run {run}: {name:9} {timing}, {written}, load average {load:.1f}")
     restore(fleet)
     return results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import logging
@@ -10,7 +11,9 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from pathlib import Path
 from typing import NamedTuple
 
 from django.conf import settings
@@ -19,10 +22,11 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+import sync
 from sync import alerts
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync, is_renamed
-from sync.engine.model import UPLOAD_STATUSES, Image
+from sync.engine.model import UPLOAD_STATUSES, Image, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
 from sync.engine.selection import is_foreign
@@ -44,14 +48,22 @@ def all_regions(engine: GlanceSync) -> list[str]:
 def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     """Recompute and store the statuses of these regions; return {region: error} for those that failed.
 
-    The regions are listed concurrently (see `listings`) and stored one at a time in this thread as their
-    listings arrive. The new conflicts found in all of them go out as one alert, in the regions' order."""
+    The regions are listed concurrently (see `listings`) and computed one at a time in this thread as their
+    listings arrive, then stored a few at a time (see `_Batch`). The new conflicts found in all of them go out
+    as one alert, in the regions' order."""
     failed, found = {}, {}
-    for region, ref, listing in listings(engine, regions):
-        found[region] = []
-        error = _store_region(engine, ref, listing, found[region])
-        if error:
-            failed[region] = error
+    master = master_inputs(engine)
+    with _large_sqlite_cache(), _collector_paused():  # for the whole loop: a batch holds regions between them
+        batch = _Batch()
+        for region, ref, listing in listings(engine, regions):
+            found[region] = []
+            result = _compute(engine, ref, listing, master)
+            if isinstance(result, str):
+                if result:
+                    failed[region] = result
+            elif batch.add(result, found[region]):
+                batch.store()
+        batch.store()
     alerts.new_problems([problem for region in regions for problem in found.get(region, [])])
     return {region: failed[region] for region in regions if region in failed}
 
@@ -61,7 +73,14 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
     ref = parse_region(region, engine.config)
-    return _store_region(engine, ref, _list(engine, ref), new_problems)
+    with _collector_paused():
+        result = _compute(engine, ref, _list(engine, ref), master_inputs(engine))
+        if isinstance(result, str):
+            return result
+        batch = _Batch()
+        batch.add(result, new_problems)
+        batch.store()
+    return ""
 
 
 Listing = list[Image] | Exception  # a region's images, or why they could not be listed
@@ -105,11 +124,31 @@ def _list(engine: GlanceSync, ref: RegionRef) -> Listing:
 
 
 @contextmanager
+def _large_sqlite_cache() -> Iterator[None]:
+    """SQLite's page cache of this connection at GLANCESYNC_REFRESH_SQLITE_CACHE_MB while the refresh stores
+    (see the setting), then back to what it was, which frees the pages."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        (before,) = cursor.fetchone()
+        cursor.execute(f"PRAGMA cache_size = -{int(settings.GLANCESYNC_REFRESH_SQLITE_CACHE_MB) * 1024}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+@contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a region is computed and stored: the listing, the statuses
-    and the rows are hundreds of thousands of objects (no cycles among them), and the full collections their
-    allocation triggers took more time than building the rows. The switch is the process's: a listing thread's
-    CSV reader (sync.engine.backup) pauses it too, and either may turn it back on early, which costs time only."""
+    """Python's cyclic garbage collector off while regions are computed and stored (a whole refresh: a batch
+    holds computed regions across listings): the listings, the statuses and the rows are hundreds of thousands
+    of objects (no cycles among them), and the full collections their allocation triggers took more time than
+    building the rows (10 % of a refresh that computes every region, with the collector on between regions).
+    The switch is the process's: a listing thread's CSV reader (sync.engine.backup) pauses it too, and either
+    may turn it back on early, which costs time only."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -119,16 +158,30 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _store_region(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
-    with _collector_paused():
-        return _compute_and_store(engine, ref, listing, new_problems)
+@dataclass
+class _Computed:
+    """A region's statuses and what the pages show with them, computed and not yet stored."""
+
+    ref: RegionRef
+    statuses: list[ImageStatus]
+    changes: dict[str, list[list]]
+    warnings: list[str]
+    reasons: dict[str, str]
+    others: list[dict]
+    inputs: str
+    transfer: str  # "": no upload planned
 
 
-def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new_problems: list[dict] | None) -> str:
+def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes) -> _Computed | str:
+    """The region's statuses; "" when its inputs are those of its stored snapshot (nothing to store), or why
+    it cannot be read (stored at once: its old rows are kept)."""
     reporter = RecordingReporter()
     try:
         if isinstance(listing, Exception):
             raise listing
+        inputs = region_inputs(engine, ref, listing, master)
+        if _still_fresh(engine, ref, inputs):
+            return ""
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
         reasons = status_reasons(statuses, region_map)
@@ -139,21 +192,142 @@ def _compute_and_store(engine: GlanceSync, ref: RegionRef, listing: Listing, new
         message = safe_message(error, engine.config)
         _unreadable(ref, message)
         return message
+    return _Computed(ref, statuses, changes, reporter.messages(), reasons, others, inputs, transfer)
+
+
+class _Batch:
+    """Computed regions stored together, in one transaction, once they hold BATCH_ROWS statuses (or at the end).
+
+    On SQLite a transaction's cost is mostly the index pages it dirties, written to the WAL and checkpointed at
+    its commit: a first refresh inserts a region's rows all over the indexes that begin with the image name,
+    so storing several regions at once writes those pages once instead of once per region. The transaction
+    holds nothing but the stores (the statuses are computed before), and readers see each region whole."""
+
+    BATCH_ROWS = 50_000
+
+    def __init__(self) -> None:
+        self.regions: list[tuple[_Computed, list[dict] | None]] = []
+
+    def add(self, computed: _Computed, new_problems: list[dict] | None) -> bool:
+        """Add a region; True when the batch is full."""
+        self.regions.append((computed, new_problems))
+        return sum(len(c.statuses) for c, _ in self.regions) >= self.BATCH_ROWS
+
+    def store(self) -> None:
+        regions, self.regions = self.regions, []
+        if not regions:
+            return
+        done = []
+        with transaction.atomic():
+            for computed, new_problems in regions:
+                done.append((computed, new_problems, _previous_failures(computed.ref), _store(computed)))
+        for computed, new_problems, (failures, since), stored in done:
+            if failures >= UNREADABLE_ALERT_AFTER and since is not None:
+                alerts.region_recovered(computed.ref.fullname, since, failures)
+            if new_problems is None:
+                alerts.new_problems(stored.new_problems)
+            else:
+                new_problems.extend(stored.new_problems)
+
+
+def _previous_failures(ref: RegionRef) -> tuple[int, object]:
     previous = RegionSnapshot.objects.filter(region=ref.fullname).values_list("read_failures", "unreadable_since")
-    failures, since = previous.first() or (0, None)
-    stored = store_statuses(ref.fullname, ref.target, statuses, changes, reporter.messages(), reasons, others)
-    if transfer:  # the preview says how the uploads would go (issue #18)
-        RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=transfer)
-    if failures >= UNREADABLE_ALERT_AFTER and since is not None:
-        alerts.region_recovered(ref.fullname, since, failures)
-    if new_problems is None:
-        alerts.new_problems(stored.new_problems)
-    else:
-        new_problems.extend(stored.new_problems)
-    return ""
+    return previous.first() or (0, None)
+
+
+def _store(c: _Computed) -> Stored:
+    ref = c.ref
+    stored = store_statuses(
+        ref.fullname, ref.target, c.statuses, c.changes, c.warnings, c.reasons, c.others, c.inputs, savepoint=False
+    )
+    if c.transfer:  # the preview says how the uploads would go (issue #18)
+        RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=c.transfer)
+    return stored
 
 
 UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
+
+
+# --- skipping a region whose inputs have not changed -------------------------------------------------------
+#
+# A region's stored snapshot (its rows, counts, totals, warnings and other images) is a function of: the master
+# images the engine selected from (after its filtering), the region's listing, the region's target policy, the
+# master region's name, the target's tenant id, how many other images are kept, and the code that computes it.
+# `region_inputs` hashes exactly those; a refresh that finds the hash it stored last time stores only the time
+# (and asks the region's Glance again how uploads would go, which is no input: see `_still_fresh`). Anything
+# else that changes the rows in place must clear the hash (RegionSnapshot.recount does).
+
+SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
+_CODE = ("engine", "snapshot.py", "models/snapshot.py")  # sync/... whose source the snapshot depends on
+_IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name != "tags")  # tags: a frozenset, sorted apart
+_image_values = attrgetter(*_IMAGE_FIELDS)
+_POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
+
+
+def region_inputs(engine: GlanceSync, ref: RegionRef, listing: list[Image], master: bytes) -> str:
+    """A 128-bit hash of everything the region's snapshot is computed from (`master`: `master_inputs`); ""
+    when some value cannot be hashed by value (the region is then always computed)."""
+    if not master:
+        return ""
+    config = engine.config
+    try:
+        head = marshal.dumps(
+            (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
+             config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
+            0,
+        )  # fmt: skip
+        return hashlib.blake2b(head + master + _images(listing), digest_size=16).hexdigest()
+    except ValueError:  # marshal: a property value of a type it does not write
+        return ""
+
+
+def master_inputs(engine: GlanceSync) -> bytes:
+    """The master images the statuses are computed from, as `region_inputs` hashes them (once per refresh)."""
+    try:
+        return hashlib.blake2b(_images(list(engine.master.values())), digest_size=16).digest()
+    except ValueError:
+        return b""  # no hash: every region is computed
+
+
+def _images(images: list[Image]) -> bytes:
+    """Every field of every image, in the listing's order (which the engine's matching may depend on), by
+    value: marshal's version 0 gives equal bytes for equal values in any process (frozensets aside: sorted)."""
+    tags = [(index, sorted(image.tags)) for index, image in enumerate(images) if image.tags]
+    return marshal.dumps((list(map(_image_values, images)), tags), 0)
+
+
+def _policy(policy: TargetPolicy) -> tuple:
+    values = (getattr(policy, name) for name in _POLICY_FIELDS)
+    return tuple(sorted(value) if isinstance(value, frozenset) else value for value in values)
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the source of the engine and of this module (and the package's version): a new version of
+    the code computes every region again once."""
+    digest = hashlib.blake2b(sync.__version__.encode(), digest_size=16)
+    root = Path(sync.__file__).parent
+    paths = [root / name for name in _CODE if name.endswith(".py")]
+    paths += [path for name in _CODE if not name.endswith(".py") for path in (root / name).rglob("*.py")]
+    for path in sorted(paths):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _still_fresh(engine: GlanceSync, ref: RegionRef, inputs: str) -> bool:
+    """The region's stored snapshot was computed from these very inputs: only its time is stored (and the
+    transfer way, when it has uploads to plan: the region's Glance may offer another method now)."""
+    if not inputs:
+        return False
+    found = RegionSnapshot.objects.filter(region=ref.fullname, inputs=inputs, error="")
+    stored = found.values_list("status_counts", "transfer").first()
+    if stored is None:
+        return False
+    counts, transfer = stored
+    if any(counts.get(status) for status in UPLOAD_STATUSES):
+        transfer = engine.planned_transfer(ref)
+    # conditional on the hash: a refresh that stored other inputs meanwhile makes this one compute the region
+    return bool(found.update(computed_at=timezone.now(), transfer=transfer))
 
 
 def _unreadable(ref: RegionRef, message: str) -> None:
@@ -168,7 +342,7 @@ def _unreadable(ref: RegionRef, message: str) -> None:
         return
     RegionSnapshot.objects.filter(pk=snapshot.pk).update(
         target=ref.target, computed_at=now, error=message, read_failures=F("read_failures") + 1,
-        unreadable_since=Coalesce(F("unreadable_since"), now),
+        unreadable_since=Coalesce(F("unreadable_since"), now), inputs="",
     )  # fmt: skip
     failures, since = RegionSnapshot.objects.values_list("read_failures", "unreadable_since").get(pk=snapshot.pk)
     if failures == UNREADABLE_ALERT_AFTER:  # exactly: concurrent refreshes cannot both see it
@@ -285,15 +459,19 @@ def store_statuses(
     warnings: list[str] | None = None,
     reasons: dict[str, str] | None = None,
     others: list[dict] | None = None,
+    inputs: str = "",
+    savepoint: bool = True,
 ) -> Stored:
     """Bring the region's rows to these statuses, writing only the rows that changed.
 
     One transaction per region: readers see the region as it was or as it is now, never half-written. The old
-    rows are read once, for the diff and for the new problems alike."""
+    rows are read once, for the diff and for the new problems alike. `inputs`: what they were computed from
+    (`region_inputs`), so that the next refresh can tell whether it needs to compute them at all. Called in
+    a transaction, it joins it without a savepoint (`savepoint=False`) or in one."""
     now = timezone.now()
     rows = [_row(entry, changes or {}, reasons or {}) for entry in statuses]
     others = others or []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         old = _stored_rows(region)
         stored = Stored(new_problems=_new_problems(region, rows, old))
         _apply(region, _diff(rows, old), now, stored)
@@ -304,7 +482,7 @@ def store_statuses(
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(statuses),
-                "plan_totals": _plan_totals(rows),
+                "plan_totals": _plan_totals(rows), "inputs": inputs,
             },
         )  # fmt: skip
     logger.debug("%s: %d snapshot rows written (%d new, %d changed, %d moved, %d removed)", region, stored.written,
@@ -468,9 +646,12 @@ class _Writer:
             self.cursor.execute(f"DELETE FROM {self.table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
 
     def insert(self, rows: list[tuple[int, _Row]]) -> None:
+        """In name order: three of the indexes begin with the name (after the region or the status), so each
+        insert lands next to the last one instead of anywhere in them (half the time of the engine's order)."""
         if rows:
             columns = _columns(self.KEY + self.HEAD + CONTENT_FIELDS)
             sql = f"INSERT INTO {self.table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+            rows = sorted(rows, key=_by_name)
             self.cursor.executemany(sql, [(self.region, r.name, *self._head(r, p), *self._content(r)) for p, r in rows])
 
     def update(self, rows: list[tuple[int, int, _Row]]) -> None:
@@ -495,6 +676,10 @@ class _Writer:
             value = values[index]
             values[index] = self.fields[index].get_db_prep_save(value, connection) if value else self.empty[index]
         return values
+
+
+def _by_name(row: tuple[int, _Row]) -> str:
+    return row[1].name
 
 
 def _columns(names) -> list[str]:

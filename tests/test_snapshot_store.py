@@ -5,7 +5,8 @@ regions concurrently (sync.snapshot.listings)."""
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -17,6 +18,9 @@ from sync import snapshot
 from sync.clouds.files import FileTargetSession
 from sync.connect import build_engine
 from sync.engine.backup import backup_file_name, read_backup, write_backup
+from sync.engine.glancesync import GlanceSync
+from sync.engine.model import Image, TargetPolicy
+from sync.engine.regions import parse_region
 from sync.models import ImageState, RegionSnapshot
 from sync.tasks import refresh_status
 
@@ -175,6 +179,7 @@ def test_a_status_changed_in_place_by_a_decision_is_set_right_by_the_next_refres
     refresh_status()
     row = ImageState.objects.filter(status="error_checksum").first()
     ImageState.objects.filter(pk=row.pk).update(status="pending_replace")  # as a decision does, then undone
+    RegionSnapshot.recount([row.region])  # as sync.views._apply_decisions does: the inputs are the same
     refresh_status()
     assert ImageState.objects.get(pk=row.pk).status == "error_checksum"
 
@@ -187,6 +192,27 @@ def test_a_region_is_stored_whole_or_not_at_all(demo_cloud, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         refresh_status(["Valencia"])
     assert contents("Valencia") == before
+
+
+def test_regions_stored_together_are_stored_whole_or_not_at_all(demo_cloud, monkeypatch):
+    refresh_status()
+    before = {region: contents(region) for region in ("Valencia", "Sevilla")}
+    edit_region(demo_cloud, "Valencia", lambda images: images[2:])
+    edit_region(demo_cloud, "Sevilla", new_checksum("cirros-0.6.2-x86_64"))
+    monkeypatch.setattr(snapshot._Batch, "BATCH_ROWS", 10**6)  # every region in one transaction
+    counts, calls = snapshot.status_counts, []
+
+    def second_fails(statuses):
+        calls.append(1)
+        return 1 / 0 if len(calls) == 2 else counts(statuses)
+
+    monkeypatch.setattr(snapshot, "status_counts", second_fails)
+    with pytest.raises(ZeroDivisionError):
+        refresh_status(["Valencia", "Sevilla"])
+    assert {region: contents(region) for region in before} == before
+    monkeypatch.setattr(snapshot, "status_counts", counts)
+    refresh_status(["Valencia", "Sevilla"])
+    assert all(contents(region) != rows for region, rows in before.items())
 
 
 def test_the_regions_are_listed_at_once_so_a_slow_one_costs_only_its_own_time(demo_cloud, settings, monkeypatch):
@@ -251,3 +277,161 @@ def test_the_digest_depends_on_the_values_only():
     assert snapshot._digest(rebuilt) == snapshot._digest(content) == "db8b700f33d0bc68"  # stable across processes
     assert snapshot._digest((*content[:4], 6, *content[5:])) != snapshot._digest(content)
     assert snapshot._digest((*content[:8], 0, *content[9:])) != snapshot._digest(content)  # False is not 0
+
+
+# --- a region whose inputs have not changed is not computed again (sync.snapshot.region_inputs) ------------
+
+
+def count_computed(monkeypatch) -> Counter:
+    """Regions whose statuses the engine computes, by full name, from here on."""
+    computed, statuses = Counter(), GlanceSync.statuses
+
+    def counted(self, ref, listing, reporter):
+        computed[ref.fullname] += 1
+        return statuses(self, ref, listing, reporter)
+
+    monkeypatch.setattr(GlanceSync, "statuses", counted)
+    return computed
+
+
+def test_it_does_not_compute_again_a_region_whose_inputs_have_not_changed(demo_cloud, monkeypatch):
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+    computed.clear()
+    refresh_status()
+    assert not computed
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_a_changed_policy_computes_its_regions_again(demo_cloud, settings, tmp_path):
+    refresh_status()
+    row = ImageState.objects.get(region="Sevilla", image_name="fedora-40-cloud-base")
+    assert row.status == "ok_stalled_checksum"
+    config = tmp_path / "glancesync.conf"
+    text = Path(settings.GLANCESYNC_CONFIG_FILE).read_text()
+    config.write_text(text.replace("dontupdate = e4acfbc74750180ec2ef5d15d47fbf1b\n", ""))
+    settings.GLANCESYNC_CONFIG_FILE = str(config)
+    refresh_status()
+    assert ImageState.objects.get(pk=row.pk).status == "error_checksum"
+
+
+def test_new_code_computes_every_region_again(demo_cloud, monkeypatch):
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    monkeypatch.setattr(snapshot, "code_version", lambda: "another version")
+    refresh_status()
+    assert set(computed) == set(RegionSnapshot.objects.values_list("region", flat=True))
+
+
+def test_a_region_readable_again_is_computed_again(demo_cloud, monkeypatch):
+    refresh_status()
+    path = demo_cloud / "backup_Valencia.csv"
+    good = path.read_bytes()
+    path.write_text("Valencia,too,few,columns\r\n")
+    refresh_status()
+    path.write_bytes(good)  # the same listing as when it was last computed
+    computed = count_computed(monkeypatch)
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+    assert RegionSnapshot.objects.get(region="Valencia").error == ""
+
+
+def test_an_unchanged_region_with_uploads_asks_again_how_they_would_go(demo_cloud, monkeypatch):
+    refresh_status()
+    uploading = [s.region for s in RegionSnapshot.objects.all() if s.status_counts.get("pending_upload")]
+    assert uploading and all(RegionSnapshot.objects.get(region=r).transfer == "stream" for r in uploading)
+    monkeypatch.setattr(GlanceSync, "planned_transfer", lambda self, ref: "none")  # the region's Glance changed
+    computed = count_computed(monkeypatch)
+    refresh_status()
+    assert not computed
+    assert {s.region: s.transfer for s in RegionSnapshot.objects.filter(region__in=uploading)} == dict.fromkeys(
+        uploading, "none"
+    )
+
+
+def changed(value):
+    """Another value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, frozenset):
+        return value | {"another"}
+    if isinstance(value, dict):
+        return {**value, "another": "value"}
+    return (value or "") + "-another"
+
+
+@pytest.fixture
+def inputs(demo_cloud):
+    """(engine, ref, listing, the region's inputs hash) of Valencia."""
+    engine = build_engine()
+    ref = parse_region("Valencia", engine.config)
+    listing = engine.session(ref.target).list_images(ref.name)
+    return engine, ref, listing, snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine))
+
+
+def test_the_inputs_hash_is_the_same_for_the_same_inputs(inputs):
+    engine, ref, listing, before = inputs
+    again = build_engine()  # another listing, another engine: equal values, not the same objects
+    relisted = again.session(ref.target).list_images(ref.name)
+    assert snapshot.region_inputs(again, ref, relisted, snapshot.master_inputs(again)) == before != ""
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Image)])
+def test_a_change_in_any_field_of_a_region_image_changes_the_inputs(inputs, name):
+    engine, ref, listing, before = inputs
+    image = listing[1]
+    setattr(image, name, changed(getattr(image, name)))
+    assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) != before
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Image)])
+def test_a_change_in_any_field_of_a_master_image_changes_the_inputs(inputs, name):
+    engine, ref, listing, before = inputs
+    image = next(iter(engine.master.values()))
+    setattr(image, name, changed(getattr(image, name)))
+    assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) != before
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(TargetPolicy) if f.name != "password"])
+def test_a_change_in_any_setting_of_the_target_changes_the_inputs(inputs, name):
+    engine, ref, listing, before = inputs
+    policy = engine.config.targets[ref.target]
+    setattr(policy, name, changed(getattr(policy, name)))
+    assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) != before
+
+
+def test_the_region_its_order_its_tenant_the_master_region_and_the_other_images_kept_are_inputs(inputs, monkeypatch):
+    engine, ref, listing, before = inputs
+    master = snapshot.master_inputs(engine)
+    assert snapshot.region_inputs(engine, replace(ref, name="Sevilla"), listing, master) != before
+    assert snapshot.region_inputs(engine, ref, listing[::-1], master) != before
+    assert snapshot.region_inputs(engine, ref, listing[1:], master) != before
+    monkeypatch.setitem(engine._tenant_ids, ref.target, "another-tenant")
+    assert snapshot.region_inputs(engine, ref, listing, master) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(engine.config, "master_region", "Sevilla")
+    assert snapshot.region_inputs(engine, ref, listing, master) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(snapshot, "SNAPSHOT_FORMAT", snapshot.SNAPSHOT_FORMAT + 1)
+    assert snapshot.region_inputs(engine, ref, listing, master) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(RegionSnapshot, "OTHER_IMAGES_KEPT", 1)
+    assert snapshot.region_inputs(engine, ref, listing, master) != before
+
+
+def test_the_password_is_no_input(inputs):
+    engine, ref, listing, before = inputs
+    engine.config.targets[ref.target].password = "another-password"
+    assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) == before
+
+
+def test_a_property_marshal_cannot_write_makes_the_region_computed_every_time(inputs):
+    engine, ref, listing, _ = inputs
+    listing[0].user_properties["when"] = object()
+    assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) == ""
+    assert snapshot.region_inputs(engine, ref, listing[1:], b"") == ""

@@ -57,6 +57,12 @@ class RegionSnapshot(models.Model):
         "preview of a whole fleet reads one row per region.",
     )
 
+    inputs = models.CharField(
+        max_length=32, blank=True, editable=False,
+        help_text="A hash of what the region's rows were computed from (sync.snapshot.region_inputs): a refresh "
+        "that finds the same inputs stores nothing but the time. Empty: compute it at the next refresh.",
+    )  # fmt: skip
+
     OTHER_IMAGES_KEPT = 500  # a page and a row of bounded size, even for a region full of foreign images
 
     objects = RegionSnapshotQuerySet.as_manager()
@@ -70,7 +76,8 @@ class RegionSnapshot(models.Model):
     @classmethod
     def recount(cls, regions: list[str]) -> None:
         """Store the status counts and plan totals of these regions again from their ImageState rows (after rows
-        changed status in place); call it in the transaction that changed them."""
+        changed status in place); call it in the transaction that changed them. The rows are then no longer
+        what their inputs give: the next refresh computes these regions whatever their inputs."""
         groups: dict[str, list[tuple[str, bool, int, int]]] = {region: [] for region in regions}
         blocked = ExpressionWrapper(Q(status="pending_replace", reason=PROTECTED_COPY), BooleanField())
         rows = ImageState.objects.filter(region__in=regions).annotate(blocked=blocked)
@@ -81,7 +88,7 @@ class RegionSnapshot(models.Model):
             for status, _, n, _ in found:
                 counts[status] += n
             cls.objects.filter(region=region).update(
-                status_counts=dict(sorted(counts.items())), plan_totals=plan_totals(found)
+                status_counts=dict(sorted(counts.items())), plan_totals=plan_totals(found), inputs=""
             )
 
 
