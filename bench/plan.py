@@ -458,7 +458,7 @@ class Series:
 
     def run(self, work: Callable[[], int]) -> None:
         """One cold run: no cached property parses, no garbage left by the previous run."""
-        backup._parse_properties.cache_clear()
+        backup.clear_caches()
         gc.collect()
         wall, cpu = time.perf_counter(), time.process_time()
         self.count = work()
@@ -589,7 +589,7 @@ def speed_check() -> float:
 
 def profile(folder: Path, config: SyncConfig, lines: int) -> None:
     """cProfile of one product run: top functions by cumulative, then by own time (cProfile slows it ~2x)."""
-    backup._parse_properties.cache_clear()
+    backup.clear_caches()
     gc.collect()
     profiler = cProfile.Profile()
     profiler.runcall(product, folder, config)
