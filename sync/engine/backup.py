@@ -14,7 +14,6 @@ import ast
 import contextlib
 import copy
 import csv
-import gc
 import io
 import os
 import re
@@ -23,6 +22,7 @@ from functools import lru_cache
 from sys import intern
 from typing import IO, Any
 
+from sync.engine.memory import collector_paused
 from sync.engine.model import VISIBILITIES, GlanceSyncError, Image
 
 COLUMNS = 9
@@ -80,11 +80,7 @@ def read_backup(path_or_stream: str | os.PathLike[str] | IO[str], source_name: s
 
 
 def _read_text(text: str, source_name: str) -> list[Image]:
-    # Reading creates no reference cycles, but millions of new objects would trigger full collections that
-    # scan every image already loaded: pause the collector for the loop (it is re-enabled as it was found).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         lines = simple_lines(text)
         if lines is not None:
             with contextlib.suppress(_NotSimple):
@@ -94,9 +90,6 @@ def _read_text(text: str, source_name: str) -> list[Image]:
             return list(_images(reader))
         except (csv.Error, _RowError) as e:
             raise BackupFormatError(f"{source_name} line {reader.line_num}: {e}") from None
-    finally:
-        if collecting:
-            gc.enable()
 
 
 class _NotSimple(Exception):
