@@ -188,10 +188,11 @@ def _parse_tail(
     if not COLUMNS - 3 <= len(fields) <= COLUMNS - 3 + LIFECYCLE_COLUMNS:
         return None
     status, size, checksum, owner, public, props, *lifecycle = fields
+    size_value = _size(size)  # before the properties, as _row_image: a row with both wrong names the size
     properties, flat = _parse_properties(props)
     return (
         status,
-        _size(size),
+        size_value,
         intern(checksum) if checksum else None,
         owner or None,
         public == "True" or public.strip() == "True",

@@ -6,6 +6,7 @@ or line, goes to csv.reader. These tests compare the fast path's rows and images
 
 import csv
 import io
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -143,6 +144,21 @@ def test_a_row_split_after_its_third_comma_is_csv_reader_s_row(line):
 )
 def test_it_makes_the_images_csv_reader_s_rows_make(text):
     assert read_text(text) == csv_images(text)
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("b,2,active,x,c,o,True,{'a'", "size 'x' is not an integer"),  # the size first, as csv's path
+        ("b,2,active,5,c,o,True,{},elsewhere", "visibility 'elsewhere' is not one of"),
+        ("b,2,active,5,c,o,True,{},public,True,amphora", "tags 'amphora' are not a list of strings"),
+        ("b,2,active", "expected 9 columns (or up to 12), found 4"),
+    ],
+)
+def test_a_bad_row_is_the_same_error_on_either_path(row, reason):
+    for region in ("Burgos", '"Burgos"'):  # a quoted region: the file goes to csv.reader
+        with pytest.raises(BackupFormatError, match=f"^backup_Burgos.csv line 2: {re.escape(reason)}"):
+            read_text(f"Burgos,a,1,active,5,c,o,True,{{}}\r\n{region},{row}\r\n")
 
 
 def test_an_error_names_the_same_line_on_either_path():
