@@ -178,7 +178,7 @@ def _line_row(line: str) -> list[str]:
         raise _NotSimple from None
 
 
-@lru_cache(maxsize=65536)  # region copies repeat the master's tail: big enough for 20,000 masters x 2 owners
+@lru_cache(maxsize=32768)  # 20,000 masters' tails, which every region repeats, and a region's own (LRU)
 def _parse_tail(
     tail: str,
 ) -> tuple[str, int, str | None, str | None, bool, dict[str, Any], bool, tuple[str, ...]] | None:
@@ -314,7 +314,7 @@ _ITEM = re.compile(r"'([^'\\\n]*)': (?:'([^'\\\n]*)'|(-?[0-9]+)|(True|False|None
 _CONSTANTS = {"True": True, "False": False, "None": None}
 
 
-@lru_cache(maxsize=65536)  # region copies repeat the master's properties: big enough for 20,000 masters
+@lru_cache(maxsize=32768)  # what the tails miss: 20,000 masters' properties and a region's own (LRU)
 def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     """(the dict literal, True if all its values are immutable scalars). Never evaluates code."""
     if not text.strip():
