@@ -192,6 +192,16 @@ def compute_statuses(
                 del region_map[name]
                 pending.add(name)
             append(ImageStatus(status, master, region))
+        elif (
+            region.user_properties == master.user_properties  # most copies: identical, checked inline
+            and not master.tags
+            and region.visibility == master.visibility
+            and region.hidden == master.hidden
+            and region.name == master.name
+            and "kernel_id" not in master.user_properties
+            and "ramdisk_id" not in master.user_properties
+        ):
+            append(ImageStatus("ok", master, region))
         else:
             status = _copy_status(region, master, compared, has_set)
             entry = ImageStatus(status, master, region)
