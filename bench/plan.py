@@ -458,7 +458,7 @@ class Series:
 
     def run(self, work: Callable[[], int]) -> None:
         """One cold run: no cached property parses, no garbage left by the previous run."""
-        backup._parse_properties.cache_clear()
+        backup.clear_caches()
         gc.collect()
         wall, cpu = time.perf_counter(), time.process_time()
         self.count = work()
@@ -542,7 +542,8 @@ class CliRuns:
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
-    max_rss: list[int] = field(default_factory=list)  # bytes
+    max_rss: list[int] = field(default_factory=list)  # bytes, of the biggest process (/usr/bin/time)
+    peak_pss: list[int] = field(default_factory=list)  # bytes, of all its processes together (sampled)
     mismatches: list[int] = field(default_factory=list)  # output rows that differ from the truth
 
 
@@ -562,7 +563,8 @@ def cli(folder: Path, runs: int) -> CliRuns:
         with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as out, tempfile.NamedTemporaryFile() as usage:
             timed = ["/usr/bin/time", "-f", "%U %S %M", "-o", usage.name, *command]
             start = time.perf_counter()
-            child = subprocess.run(timed, stdout=out, stderr=subprocess.DEVNULL, env=env, check=False)
+            child = subprocess.Popen(timed, stdout=out, stderr=subprocess.DEVNULL, env=env)
+            results.peak_pss.append(peak_pss(child))
             results.wall.append(time.perf_counter() - start)
             if child.returncode:
                 raise SystemExit(f"--show-status failed with exit status {child.returncode}: {' '.join(command)}")
@@ -573,6 +575,37 @@ def cli(folder: Path, runs: int) -> CliRuns:
             rows = out.read().split("\r\n")[:-1]
         results.mismatches.append(sum(a != b for a, b in zip(rows, truth, strict=False)) + abs(len(rows) - len(truth)))
     return results
+
+
+def peak_pss(child: subprocess.Popen) -> int:
+    """The highest sum of PSS over the child's process tree, sampled every 100 ms until it ends: with worker
+    processes, /usr/bin/time's max RSS is the biggest one's, and a sum of RSS counts shared pages twice."""
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, sum(map(_pss, _tree(child.pid))))
+        time.sleep(0.1)
+    return peak
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants (from /proc, Linux)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            children = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
+        except OSError:
+            children = []
+        pids += map(int, children)
+        i += 1
+    return pids
+
+
+def _pss(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0  # ended meanwhile
+    return next((int(line.split()[1]) * 1024 for line in text.splitlines() if line.startswith("Pss:")), 0)
 
 
 def speed_check() -> float:
@@ -589,7 +622,7 @@ def speed_check() -> float:
 
 def profile(folder: Path, config: SyncConfig, lines: int) -> None:
     """cProfile of one product run: top functions by cumulative, then by own time (cProfile slows it ~2x)."""
-    backup._parse_properties.cache_clear()
+    backup.clear_caches()
     gc.collect()
     profiler = cProfile.Profile()
     profiler.runcall(product, folder, config)
@@ -665,7 +698,9 @@ def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
     print(f"        median {wall:.2f} s (cpu {cpu:.2f} s), max RSS {rss:.0f} MiB")
     print(f"        runs:  {' '.join(f'{w:.2f}' for w in results.wall)} s")
     print(f"        cpu:   {' '.join(f'{c:.2f}' for c in results.cpu)} s")
-    print(f"        max RSS: {' '.join(f'{r / 2**20:.0f}' for r in results.max_rss)} MiB")
+    print(f"        max RSS: {' '.join(f'{r / 2**20:.0f}' for r in results.max_rss)} MiB (the biggest process)")
+    pss = statistics.median(results.peak_pss) / 2**20
+    print(f"        peak PSS of all processes: {' '.join(f'{r / 2**20:.0f}' for r in results.peak_pss)} MiB")
     print(f"        rows differing from the truth: {' '.join(map(str, results.mismatches))}")
     if issue_fleet:
         print(f"vs the original ({low:g}-{high:g} s, {original_mib / 1024:g} GiB):")
@@ -675,7 +710,8 @@ def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
     print(
         f"goal <= {GOAL_CLI_SECONDS:g} s:              {'PASS' if wall <= GOAL_CLI_SECONDS else 'FAIL'} ({wall:.2f} s)"
     )
-    print(f"goal <= {GOAL_CLI_MIB} MiB:            {'PASS' if rss <= GOAL_CLI_MIB else 'FAIL'} ({rss:.0f} MiB)")
+    memory = max(rss, pss)
+    print(f"goal <= {GOAL_CLI_MIB} MiB:            {'PASS' if memory <= GOAL_CLI_MIB else 'FAIL'} ({memory:.0f} MiB)")
     if issue_fleet:
         print(f"goal >= 15x the original:     {'PASS' if low / wall >= 15 else 'FAIL'} ({low / wall:.1f}x)")
 

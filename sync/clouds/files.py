@@ -31,6 +31,8 @@ Region = dict[str, Image]
 class FileCloud:
     """One instance per run: regions load lazily from the folder and stay cached while it lives."""
 
+    forks_safely = True  # no connection nor thread to share: a status run may fork workers (manage.py glancesync)
+
     def __init__(self, directory: str | os.PathLike[str], latency: float = 0.0, rate: float | None = None) -> None:
         self.directory = os.fspath(directory)
         if not os.path.isdir(self.directory):

@@ -11,9 +11,10 @@ community, shared, private; it wins over is_public), hidden (True|False) and the
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import csv
-import gc
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from functools import lru_cache
 from sys import intern
 from typing import IO, Any
 
+from sync.engine.memory import collector_paused
 from sync.engine.model import VISIBILITIES, GlanceSyncError, Image
 
 COLUMNS = 9
@@ -61,32 +63,149 @@ def write_backup(images: Iterable[Image], stream: IO[str]) -> None:
 
 def read_backup(path_or_stream: str | os.PathLike[str] | IO[str], source_name: str) -> list[Image]:
     """Images of a backup file, in file order; blank rows are skipped. `source_name` names it in errors."""
-    if isinstance(path_or_stream, (str, os.PathLike)):
-        try:
-            # utf-8-sig: tolerate the BOM a spreadsheet may add when the file is edited by hand.
-            with open(path_or_stream, newline="", encoding="utf-8-sig") as stream:
-                return _read_rows(stream, source_name)
-        except OSError as e:
-            raise BackupFormatError(f"{source_name}: cannot read the file: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            line = _first_undecodable_line(path_or_stream)
-            raise BackupFormatError(f"{source_name} line {line}: not UTF-8 text") from None
-    return _read_rows(path_or_stream, source_name)
-
-
-def _read_rows(stream: IO[str], source_name: str) -> list[Image]:
-    reader = csv.reader(stream, dialect="excel")
-    # Reading creates no reference cycles, but millions of new objects would trigger full collections that
-    # scan every image already loaded: pause the collector for the loop (it is re-enabled as it was found).
-    collecting = gc.isenabled()
-    gc.disable()
+    if not isinstance(path_or_stream, (str, os.PathLike)):
+        return _read_text(path_or_stream.read(), source_name)
     try:
-        return list(_images(reader))
-    except (csv.Error, _RowError) as e:
-        raise BackupFormatError(f"{source_name} line {reader.line_num}: {e}") from None
-    finally:
-        if collecting:
-            gc.enable()
+        with open(path_or_stream, "rb") as stream:
+            data = stream.read()
+        # utf-8-sig: tolerate the BOM a spreadsheet may add when the file is edited by hand. Decoded whole
+        # rather than through a text stream, whose newline scan would cost as much as the split in lines.
+        text = data.decode("utf-8-sig")
+    except OSError as e:
+        raise BackupFormatError(f"{source_name}: cannot read the file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        line = _first_undecodable_line(path_or_stream)
+        raise BackupFormatError(f"{source_name} line {line}: not UTF-8 text") from None
+    return _read_text(text, source_name)
+
+
+def _read_text(text: str, source_name: str) -> list[Image]:
+    with collector_paused():
+        lines = simple_lines(text)
+        if lines is not None:
+            with contextlib.suppress(_NotSimple):
+                return _fast_images(lines, source_name)
+        reader = csv.reader(io.StringIO(text, newline=""), dialect="excel")
+        try:
+            return list(_images(reader))
+        except (csv.Error, _RowError) as e:
+            raise BackupFormatError(f"{source_name} line {reader.line_num}: {e}") from None
+
+
+class _NotSimple(Exception):
+    """A line the fast path cannot read exactly as csv.reader would: the whole file goes to csv.reader."""
+
+
+def simple_lines(text: str) -> list[str] | None:
+    """The lines of a text whose rows csv.reader would end exactly at its `\r\n`s, as this project's files;
+    None when another line break is there (a `\r` or `\n` alone, which csv also ends a row at, maybe inside
+    a quoted field), a NUL (csv refused it before Python 3.11) or a line longer than csv's field limit."""
+    if "\0" in text:
+        return None
+    # One pass splits at every line break; only if they are all `\r\n` (the only two-character one) does
+    # the text's length come out as the lines' plus two per break. The sentinel keeps a last break in view.
+    lines = (text + "x").splitlines()
+    if len(text) + 1 != sum(map(len, lines)) + 2 * (len(lines) - 1):
+        return None
+    last = lines.pop()[:-1]
+    if last:
+        lines.append(last)
+    limit = csv.field_size_limit()
+    if len(text) > limit and max(map(len, lines), default=0) > limit:
+        return None
+    return lines
+
+
+def _fast_images(lines: list[str], source_name: str) -> list[Image]:
+    """The images of simple_lines(), as csv.reader and _row_image would make them, much faster: a row of this
+    project's files is `region,name,id,<tail>`, and the same tail (status, size, checksum, owner, public,
+    properties) comes back in every region that has an identical copy, so each distinct tail is parsed once.
+    Raises _NotSimple for a line csv.reader might read otherwise (the caller then reads the file with it)."""
+    images: list[Image] = []
+    append, tail_of, listed = images.append, _parse_tail, Image.listed
+    for number, line in enumerate(lines, 1):  # the hot loop of big files: every row of every region
+        parts = line.split(",", 3)
+        try:
+            # a quote in the first three fields could start a quoted field: only csv.reader knows its end
+            parsed = None if len(parts) != 4 or line.find('"', 0, len(line) - len(parts[3])) >= 0 else tail_of(parts[3])
+            if parsed is None:
+                image = _row_image(_line_row(line))
+                if image is not None:
+                    append(image)
+                continue
+        except _RowError as e:
+            raise BackupFormatError(f"{source_name} line {number}: {e}") from None
+        status, size, checksum, owner, public, properties, flat, lifecycle = parsed
+        # The parse is shared by every row of the same text: each image gets a copy (a deep one for nested
+        # values, never seen in Glance), so changing an image's properties never changes another's.
+        image = listed(
+            intern(parts[1]),  # the status step compares names by the million: by identity when interned
+            parts[2],
+            parts[0],
+            owner,
+            public,
+            checksum,
+            size,
+            status,
+            dict(properties) if flat else copy.deepcopy(properties),
+        )
+        if lifecycle:
+            try:
+                _set_lifecycle(image, *lifecycle)
+            except _RowError as e:
+                raise BackupFormatError(f"{source_name} line {number}: {e}") from None
+        append(image)
+    return images
+
+
+def _line_row(line: str) -> list[str]:
+    """csv.reader's row of one line (with no `\r` nor `\n`): split at the commas when it has no quote, or
+    when only its last field is quoted (with its quotes doubled inside), as this project writes them. Else
+    csv.reader's, strict: a line it would read otherwise in the whole file (a quoted field left open, which
+    would run into the next line; a quote where non-strict csv guesses) is _NotSimple."""
+    if '"' not in line:
+        return line.split(",") if line else []
+    head, comma, quoted = line.partition(',"')
+    if comma and '"' not in head and quoted[-1:] == '"':
+        field = quoted[:-1]
+        if '"' not in field.replace('""', ""):
+            row = head.split(",")
+            row.append(field.replace('""', '"'))
+            return row
+    try:
+        return next(csv.reader((line,), dialect="excel", strict=True))
+    except csv.Error:
+        raise _NotSimple from None
+
+
+@lru_cache(maxsize=32768)  # 20,000 masters' tails, which every region repeats, and a region's own (LRU)
+def _parse_tail(
+    tail: str,
+) -> tuple[str, int, str | None, str | None, bool, dict[str, Any], bool, tuple[str, ...]] | None:
+    """(status, size, checksum, owner, is_public, properties, flat, lifecycle columns) of the fields after
+    `region,name,id`, as _row_image reads them; None for another column count (_row_image decides)."""
+    fields = _line_row(tail) if tail else [""]  # an empty tail is one empty field (an empty line, none)
+    if not COLUMNS - 3 <= len(fields) <= COLUMNS - 3 + LIFECYCLE_COLUMNS:
+        return None
+    status, size, checksum, owner, public, props, *lifecycle = fields
+    size_value = _size(size)  # before the properties, as _row_image: a row with both wrong names the size
+    properties, flat = _parse_properties(props)
+    return (
+        status,
+        size_value,
+        intern(checksum) if checksum else None,
+        owner or None,
+        public == "True" or public.strip() == "True",
+        properties,
+        flat,
+        tuple(lifecycle),
+    )
+
+
+def clear_caches() -> None:
+    """Forget every shared parse (benchmarks measure cold runs)."""
+    _parse_tail.cache_clear()
+    _parse_properties.cache_clear()
 
 
 def _first_undecodable_line(path: str | os.PathLike[str]) -> int:
@@ -105,41 +224,47 @@ class _RowError(ValueError):
 
 
 def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
-    # The hot loop of big files: one cached parse per distinct properties string, Image.listed() with a dict
-    # of the image's own, names and checksums interned (the status step compares them by the million).
-    parse, listed = _parse_properties, Image.listed
-    no_lifecycle: list[str] = []
     for row in reader:
-        lifecycle = no_lifecycle
-        if len(row) != COLUMNS:
-            if _is_blank(row):
-                continue
-            if COLUMNS < len(row) <= COLUMNS + LIFECYCLE_COLUMNS:
-                row, lifecycle = row[:COLUMNS], row[COLUMNS:]
-            else:
-                row = _padded(row)
-        region, name, image_id, status, size, checksum, owner, public, props = row
-        try:
-            size_value = int(size) if size else 0
-        except ValueError:
-            raise _RowError(f"size {size!r} is not an integer") from None
-        properties, flat = parse(props)
-        image = listed(
-            intern(name),
-            image_id,
-            region,
-            owner or None,
-            public == "True" or public.strip() == "True",
-            intern(checksum) if checksum else None,
-            size_value,
-            status,
-            # The parse is shared by every row of the same text: each image gets a copy (a deep one for nested
-            # values, never seen in Glance), so changing an image's properties never changes another's.
-            dict(properties) if flat else copy.deepcopy(properties),
-        )
-        if lifecycle:
-            _set_lifecycle(image, *lifecycle)
-        yield image
+        image = _row_image(row)
+        if image is not None:
+            yield image
+
+
+def _row_image(row: list[str]) -> Image | None:
+    """The image of one csv row, None for a blank row. Names and checksums are interned (the status step
+    compares them by the million), the properties parse is cached and each image gets its own copy."""
+    lifecycle: list[str] = []
+    if len(row) != COLUMNS:
+        if _is_blank(row):
+            return None
+        if COLUMNS < len(row) <= COLUMNS + LIFECYCLE_COLUMNS:
+            row, lifecycle = row[:COLUMNS], row[COLUMNS:]
+        else:
+            row = _padded(row)
+    region, name, image_id, status, size, checksum, owner, public, props = row
+    size_value = _size(size)
+    properties, flat = _parse_properties(props)
+    image = Image.listed(
+        intern(name),
+        image_id,
+        region,
+        owner or None,
+        public == "True" or public.strip() == "True",
+        intern(checksum) if checksum else None,
+        size_value,
+        status,
+        dict(properties) if flat else copy.deepcopy(properties),
+    )
+    if lifecycle:
+        _set_lifecycle(image, *lifecycle)
+    return image
+
+
+def _size(size: str) -> int:
+    try:
+        return int(size) if size else 0
+    except ValueError:
+        raise _RowError(f"size {size!r} is not an integer") from None
 
 
 def _set_lifecycle(image: Image, visibility: str = "", hidden: str = "", tags: str = "") -> None:
@@ -189,7 +314,7 @@ _ITEM = re.compile(r"'([^'\\\n]*)': (?:'([^'\\\n]*)'|(-?[0-9]+)|(True|False|None
 _CONSTANTS = {"True": True, "False": False, "None": None}
 
 
-@lru_cache(maxsize=65536)  # region copies repeat the master's properties: big enough for 20,000 masters
+@lru_cache(maxsize=32768)  # what the tails miss: 20,000 masters' properties and a region's own (LRU)
 def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     """(the dict literal, True if all its values are immutable scalars). Never evaluates code."""
     if not text.strip():

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from sync.clouds.base import Cloud, ImageSource, TargetSession
 from sync.engine import backup
+from sync.engine.memory import collector_paused
 from sync.engine.model import GLANCE_DOWNLOAD, STREAM, GlanceSyncError, Image, SyncConfig, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region, target_regions
 from sync.engine.reporter import Cancelled, RecordingReporter, Reporter
@@ -111,23 +112,40 @@ class GlanceSync:
 
     # -- status --------------------------------------------------------------------------------------
 
-    def region_status(self, region: str | RegionRef) -> list[ImageStatus]:
+    def region_status(self, region: str | RegionRef, reporter: Reporter | None = None) -> list[ImageStatus]:
         """Status of each synchronisable master image in the region (spec §4), in (size, name) order."""
         ref = region if isinstance(region, RegionRef) else parse_region(region, self.config)
         listing = self.session(ref.target).list_images(ref.name)
-        return self.statuses(ref, listing, self.reporter)[0]
+        return self.statuses(ref, listing, reporter or self.reporter)[0]
 
-    def export_status(self, region: str, stream: TextIO) -> None:
+    def export_status(self, region: str, stream: TextIO, reporter: Reporter | None = None) -> None:
         """Write `status,region,image` CSV rows (the original's --show-status format)."""
         ref = parse_region(region, self.config)
         fullname = ref.fullname
         writer = csv.writer(stream, lineterminator="\r\n")
-        writer.writerows((entry.status, fullname, entry.master.name) for entry in self.region_status(ref))
+        statuses = self.region_status(ref, reporter)
+        writer.writerows((entry.status, fullname, entry.master.name) for entry in statuses)
+
+    def prepare(self, targets: list[str]) -> None:
+        """Work out now what every region of these targets shares (selections, tenant ids), so that worker
+        processes forked afterwards inherit it. A failure is left for each region to report, as it would."""
+        for target in targets:
+            try:
+                self.selected(target)
+                self.tenant_id(target)
+            except Exception:  # noqa: BLE001, S112 (reported per region, when its status is asked for)
+                continue
 
     def statuses(
         self, ref: RegionRef, listing: list[Image], reporter: Reporter
     ) -> tuple[list[ImageStatus], dict[str, Image]]:
         """Statuses of a region's listing, and its region map without the images about to be replaced."""
+        with collector_paused():
+            return self._statuses(ref, listing, reporter)
+
+    def _statuses(
+        self, ref: RegionRef, listing: list[Image], reporter: Reporter
+    ) -> tuple[list[ImageStatus], dict[str, Image]]:
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
         retired = self._retired[ref.target]

@@ -37,7 +37,7 @@ class GlanceSyncError(Exception):
     """An error with a message meant for the operator (names region/image/cause, never a secret)."""
 
 
-@dataclass
+@dataclass(slots=True)  # millions are read in a status run of a big fleet: slots halve their size and access
 class Image:
     """One Glance image as the engine sees it (spec §2.1), with Glance v2's lifecycle fields.
 
@@ -89,8 +89,6 @@ class Image:
         without __post_init__'s conversions, so the values must already be what it would make of them:
         `size` an int, and `user_properties` a dict that belongs to this image alone (it is not copied)."""
         image = cls.__new__(cls)
-        # One attribute at a time, in the fields' order, as __init__ does: the instances then share their
-        # dicts' keys (half the memory of a dict of their own) and this is the fastest way to fill them.
         image.name = name
         image.id = id
         image.region = region

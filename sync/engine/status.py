@@ -173,35 +173,68 @@ def compute_statuses(
                 del region_map[master.name]
         if followed:
             images = sorted(selected + followed, key=lambda i: (i.size, i.name))
-    # One pass decides absent and different copies and collects the uploads; the copies with the master's
-    # content wait for the second, since their AMI references depend on every upload of the region.
+    # One pass decides every status but those of same-content copies with kernel/ramdisk references: they
+    # wait for the second, since their AMI state depends on every upload of the region.
     first_pass: list[ImageStatus] = []
-    same: list[ImageStatus] = []
+    deferred: list[ImageStatus] = []
     pending: set[str] = set()
+    compared, has_set = _compared(target.metadata_set), bool(target.metadata_set)
+    get, append = region_map.get, first_pass.append  # locals: this loop runs for every (region, image) pair
     for master in images:
         name = master.name
-        region = region_map.get(name)
+        region = get(name)
         if region is None:
-            first_pass.append(ImageStatus("pending_upload", master, None))
+            append(ImageStatus("pending_upload", master, None))
             pending.add(name)
         elif region.checksum != master.checksum:
             status = checksum_status(region.checksum, target)
             if status == "pending_replace" or status == "pending_rename":
                 del region_map[name]
                 pending.add(name)
-            first_pass.append(ImageStatus(status, master, region))
+            append(ImageStatus(status, master, region))
+        elif (
+            region.user_properties == master.user_properties  # most copies: identical, checked inline
+            and not master.tags
+            and region.visibility == master.visibility
+            and region.hidden == master.hidden
+            and region.name == master.name
+            and "kernel_id" not in master.user_properties
+            and "ramdisk_id" not in master.user_properties
+        ):
+            append(ImageStatus("ok", master, region))
         else:
-            entry = ImageStatus("", master, region)
-            first_pass.append(entry)
-            same.append(entry)
-    compared, has_set = _compared(target.metadata_set), bool(target.metadata_set)
-    for entry in same:
+            status = _copy_status(region, master, compared, has_set)
+            entry = ImageStatus(status, master, region)
+            append(entry)
+            if not status:
+                deferred.append(entry)
+    for entry in deferred:
         assert entry.region_image is not None
-        entry.status = _same_content_status(entry.region_image, entry.master, region_map, pending, compared, has_set)
+        entry.status = _ami_status(entry.region_image, entry.master, region_map, pending, compared, has_set)
     return first_pass, region_map
 
 
-def _same_content_status(
+def _copy_status(region: Image, master: Image, compared: tuple[str, ...], has_set: bool) -> str:
+    """ok or pending_metadata for a copy with the master's content; "" when kernel/ramdisk references make
+    it wait for _ami_status. Equal property dicts (most copies) spare the property-by-property comparison."""
+    rprops, mprops = region.user_properties, master.user_properties
+    if rprops == mprops:
+        if "kernel_id" in mprops or "ramdisk_id" in mprops:
+            return ""
+        if (
+            region.visibility == master.visibility
+            and region.hidden == master.hidden
+            and region.name == master.name
+            and (not master.tags or master.tags <= region.tags)
+        ):
+            return "ok"
+        return "pending_metadata"
+    if "kernel_id" in rprops or "ramdisk_id" in rprops or "kernel_id" in mprops or "ramdisk_id" in mprops:
+        return ""
+    return "pending_metadata" if _metadata_differs(region, master, compared, has_set) else "ok"
+
+
+def _ami_status(
     region: Image,
     master: Image,
     region_map: dict[str, Image],
@@ -209,14 +242,12 @@ def _same_content_status(
     compared: tuple[str, ...],
     has_set: bool,
 ) -> str:
-    rprops, mprops = region.user_properties, master.user_properties
-    # ami_state's common case, inlined: neither image has kernel/ramdisk references
-    if "kernel_id" in rprops or "ramdisk_id" in rprops or "kernel_id" in mprops or "ramdisk_id" in mprops:
-        ami = ami_state(region, master, region_map, pending)
-        if ami == "pending":
-            return "pending_ami"
-        if ami == "missing":
-            return "error_ami"
-        if ami == "update":
-            return "pending_metadata"
+    """The status of a same-content copy when either image has kernel/ramdisk references (spec §4.3)."""
+    ami = ami_state(region, master, region_map, pending)
+    if ami == "pending":
+        return "pending_ami"
+    if ami == "missing":
+        return "error_ami"
+    if ami == "update":
+        return "pending_metadata"
     return "pending_metadata" if _metadata_differs(region, master, compared, has_set) else "ok"

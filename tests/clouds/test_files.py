@@ -209,7 +209,8 @@ def test_an_update_changes_only_name_visibility_and_properties(folder):
     s = session(folder)
     image = s.list_images("Burgos")[1]
     changes = dict(name="image02.old", is_public=True, visibility="public", user_properties={"type": "x", "nid": 3})
-    image.__dict__.update(owner="someone", status="queued", size=1, checksum="other", **changes)
+    for field, value in dict(owner="someone", status="queued", size=1, checksum="other", **changes).items():
+        setattr(image, field, value)
     s.update_image("Burgos", image)
     image.user_properties["nid"] = 4
     stored = s.list_images("Burgos")[1]

@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import pytest
 
-from sync.engine.backup import _parse_properties, read_backup
+from sync.engine.backup import _parse_properties, _parse_tail, clear_caches, read_backup
 from sync.engine.model import Image
 from sync.engine.status import _compared, metadata_differs
 
@@ -35,7 +35,7 @@ def test_it_builds_the_same_image_as_the_constructor(public):
     assert {f.name: getattr(listed, f.name) for f in fields(Image)} == {
         f.name: getattr(built, f.name) for f in fields(Image)
     }
-    assert list(vars(listed)) == list(vars(built))  # same attributes, same order (shared dict keys)
+    assert not hasattr(listed, "__dict__") and all(hasattr(listed, slot) for slot in Image.__slots__)
     assert listed.visibility == ("public" if public else "private")
 
 
@@ -57,10 +57,18 @@ def test_it_lets_a_listed_image_change_like_any_other():
 
 
 def test_it_parses_each_distinct_string_once():
-    _parse_properties.cache_clear()
-    read_text(row("a", "{'type': 'x', 'nid': 1}", "1") + row("b", "{'type': 'x', 'nid': 1}", "2"))
-    info = _parse_properties.cache_info()
-    assert (info.misses, info.hits) == (1, 1)
+    clear_caches()
+    text = row("a", "{'type': 'x', 'nid': 1}", "1") + row("b", "{'type': 'x', 'nid': 1}", "2")
+    read_text(text + text.replace(",5,", ",6,"))  # the same properties after another size
+    assert (_parse_tail.cache_info().misses, _parse_tail.cache_info().hits) == (2, 2)
+    assert (_parse_properties.cache_info().misses, _parse_properties.cache_info().hits) == (1, 1)
+
+
+def test_rows_that_share_a_tail_still_get_their_own_names_ids_and_properties():
+    first, second = read_text(row("a", "{'type': 'x', 'nid': 1}", "1") + row("b", "{'type': 'x', 'nid': 1}", "2"))
+    assert (first.name, first.id, second.name, second.id) == ("a", "1", "b", "2")
+    first.user_properties["nid"] = 2
+    assert second.user_properties == {"type": "x", "nid": 1}
 
 
 @pytest.mark.parametrize(

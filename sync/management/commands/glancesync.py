@@ -5,7 +5,9 @@ from __future__ import annotations
 import getpass
 import io
 import logging
+import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 
@@ -17,7 +19,7 @@ from sync.engine.config import load_config, parse_override_items
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import GlanceSyncError, SyncConfig
 from sync.engine.regions import build_region_list, parse_region
-from sync.engine.reporter import CLIENT_LOGGER, Reporter
+from sync.engine.reporter import CLIENT_LOGGER, RecordingReporter, Reporter
 from sync.models import MasterSettings
 
 DEFAULT_CLOUD = "openstack"
@@ -161,15 +163,14 @@ class Command(BaseCommand):
 
     def _show_status(self, engine: GlanceSync, regions: list[str]) -> list[str]:
         failed = []
-        for region in regions:
-            buffer = io.StringIO()
-            try:
-                engine.export_status(region, buffer)
-            except Exception as error:
+        for region, (records, rows, error) in zip(regions, _region_statuses(engine, regions), strict=True):
+            for level, message in records:  # a worker's log, given here in the regions' order
+                engine.reporter.log(level, message)
+            if error is not None:
                 engine.reporter.error(f"{region}: Error retrieving images from region. Cause {error}")
                 failed.append(region)
                 continue
-            self.stdout.write(buffer.getvalue(), ending="")
+            self.stdout.write(rows, ending="")
         return failed
 
     def _show_regions(self, engine: GlanceSync, config: SyncConfig) -> list[str]:
@@ -217,6 +218,60 @@ class Command(BaseCommand):
                     failed.append(region)
         self.stdout.write("All is done.")
         return failed
+
+
+# A region's status as _show_status prints it: the log records of a worker (none when logged as they come),
+# the CSV rows, and the error that stopped it.
+RegionRows = tuple[list[tuple[int, str]], str, str | None]
+STATUS_WORKERS = "GLANCESYNC_STATUS_WORKERS"  # processes computing --show-status regions; 1: none
+_forked_engine: GlanceSync | None = None  # the engine worker processes inherit when forked
+
+
+def _region_statuses(engine: GlanceSync, regions: list[str]) -> Iterator[RegionRows]:
+    """Each region's status, in the regions' order. The regions of a cloud that forks safely (a folder of
+    files: no connection nor thread to share) are computed by worker processes forked once the master and
+    the selections are known, up to one per CPU: a big fleet's status is CPU-bound, reading and matching."""
+    workers = _status_workers(engine, len(regions))
+    if workers <= 1:
+        return (_region_rows(engine, region, None) for region in regions)
+    return _forked_statuses(engine, regions, workers)
+
+
+def _status_workers(engine: GlanceSync, regions: int) -> int:
+    if not getattr(engine.cloud, "forks_safely", False) or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    wanted = os.environ.get(STATUS_WORKERS, "").strip()
+    try:
+        workers = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except ValueError:
+        raise GlanceSyncError(f"{STATUS_WORKERS}={wanted!r}: not a number of processes") from None
+    return max(1, min(workers, regions))
+
+
+def _forked_statuses(engine: GlanceSync, regions: list[str], workers: int) -> Iterator[RegionRows]:
+    global _forked_engine  # noqa: PLW0603 (what the forked workers inherit)
+    engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
+    _forked_engine = engine  # the workers touch no database connection and end without closing any
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_forked_region_rows, regions)
+    finally:
+        _forked_engine = None
+
+
+def _forked_region_rows(region: str) -> RegionRows:
+    assert _forked_engine is not None
+    return _region_rows(_forked_engine, region, RecordingReporter())
+
+
+def _region_rows(engine: GlanceSync, region: str, reporter: RecordingReporter | None) -> RegionRows:
+    """A region's status rows; `reporter`: where its log goes (None: the engine's, as it comes)."""
+    buffer = io.StringIO()
+    try:
+        engine.export_status(region, buffer, reporter)
+    except Exception as error:  # noqa: BLE001 (the region's failure, reported in its turn)
+        return (reporter.records if reporter else []), "", str(error)
+    return (reporter.records if reporter else []), buffer.getvalue(), None
 
 
 def _configuration(options) -> tuple[SyncConfig, str]:
