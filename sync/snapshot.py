@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import logging
 import marshal
@@ -26,6 +25,7 @@ import sync
 from sync import alerts
 from sync.connect import safe_message
 from sync.engine.glancesync import GlanceSync, is_renamed
+from sync.engine.memory import collector_paused
 from sync.engine.model import UPLOAD_STATUSES, Image, TargetPolicy
 from sync.engine.regions import RegionRef, parse_region
 from sync.engine.reporter import RecordingReporter
@@ -53,7 +53,9 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     as one alert, in the regions' order."""
     failed, found = {}, {}
     master = master_inputs(engine)
-    with _large_sqlite_cache(), _collector_paused():  # for the whole loop: a batch holds regions between them
+    # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
+    # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
+    with _large_sqlite_cache(), collector_paused():
         batch = _Batch()
         for region, ref, listing in listings(engine, regions):
             found[region] = []
@@ -73,7 +75,7 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
     ref = parse_region(region, engine.config)
-    with _collector_paused():
+    with collector_paused():
         result = _compute(engine, ref, _list(engine, ref), master_inputs(engine))
         if isinstance(result, str):
             return result
@@ -139,23 +141,6 @@ def _large_sqlite_cache() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while regions are computed and stored (a whole refresh: a batch
-    holds computed regions across listings): the listings, the statuses and the rows are hundreds of thousands
-    of objects (no cycles among them), and the full collections their allocation triggers took more time than
-    building the rows (10 % of a refresh that computes every region, with the collector on between regions).
-    The switch is the process's: a listing thread's CSV reader (sync.engine.backup) pauses it too, and either
-    may turn it back on early, which costs time only."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 @dataclass
