@@ -131,12 +131,11 @@ class FileCloud:
 
     def _load(self, key: str) -> Region:
         path = self._path(key)
-        region: Region = {}
-        for image in read_backup(path, path):
-            if image.id in region:
-                # The original's mock silently kept the last row; writing back would then lose a row.
-                raise BackupFormatError(f"{path}: image id {image.id!r} appears more than once")
-            region[image.id] = image
+        images = read_backup(path, path)
+        region: Region = {image.id: image for image in images}  # one pass; a repeated id is looked for after
+        if len(region) != len(images):
+            # The original's mock silently kept the last row; writing back would then lose a row.
+            raise BackupFormatError(f"{path}: image id {_first_repeated_id(images)!r} appears more than once")
         return region
 
 
@@ -256,6 +255,15 @@ class FileTargetSession:
         if images is None:
             raise GlanceSyncError(f"{key}: {action}. Cause: no such region in {self.cloud.directory}")
         return images
+
+
+def _first_repeated_id(images: list[Image]) -> str:
+    seen: set[str] = set()
+    for image in images:
+        if image.id in seen:
+            return image.id
+        seen.add(image.id)
+    raise AssertionError("no repeated id")
 
 
 def _new_id(images: Region, name: str) -> str:

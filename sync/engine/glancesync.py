@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,20 @@ def format_mb(size: int) -> str:
     """Megabytes the way the original printed them (Python 2 `str(float)`: 12 significant digits)."""
     text = f"{size / MB:.12g}"
     return text if any(c in text for c in ".en") else text + ".0"
+
+
+def status_rows(fullname: str, statuses: list[ImageStatus]) -> str:
+    """The `status,region,image` rows of csv.writer (minimal quoting, `\r\n`), joined: formatted directly
+    when no field needs quoting (a status never does), five times faster than the writer; else the writer's."""
+    rows = [f"{entry.status},{fullname},{entry.master.name}\r\n" for entry in statuses]
+    text = "".join(rows)
+    # each row has its 2 commas and its line break; any other comma, quote, line break (or a NUL) needs the writer
+    special = '"' in text or "\0" in text or text.count(",") != 2 * len(rows)
+    if not special and text.count("\r") == text.count("\n") == len(rows):
+        return text
+    stream = io.StringIO()
+    csv.writer(stream, lineterminator="\r\n").writerows((e.status, fullname, e.master.name) for e in statuses)
+    return stream.getvalue()
 
 
 class GlanceSync:
@@ -121,10 +136,7 @@ class GlanceSync:
     def export_status(self, region: str, stream: TextIO, reporter: Reporter | None = None) -> None:
         """Write `status,region,image` CSV rows (the original's --show-status format)."""
         ref = parse_region(region, self.config)
-        fullname = ref.fullname
-        writer = csv.writer(stream, lineterminator="\r\n")
-        statuses = self.region_status(ref, reporter)
-        writer.writerows((entry.status, fullname, entry.master.name) for entry in statuses)
+        stream.write(status_rows(ref.fullname, self.region_status(ref, reporter)))
 
     def prepare(self, targets: list[str]) -> None:
         """Work out now what every region of these targets shares (selections, tenant ids), so that worker

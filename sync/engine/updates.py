@@ -83,7 +83,7 @@ def upload_copy(
 ) -> tuple[Image, bool]:
     """The image to create in a region from a master image, and whether its AMI references resolved."""
     image = master.copy()
-    image.user_properties = synchronised_properties(master, target)
+    image.user_properties = synchronised_properties(image, target)  # the copy's values: nothing shared
     resolved = fix_ami_references(image, master, region_map, fullname, reporter)
     return image, resolved
 
