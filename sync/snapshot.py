@@ -53,13 +53,15 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     as one alert, in the regions' order."""
     failed, found = {}, {}
     master = master_inputs(engine)
+    known = {region: fingerprint_inputs(engine, parse_region(region, engine.config), master) for region in regions}
+    stale = [region for region in regions if not _fresh_unlisted(engine, region, known[region])]
     # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
     with _large_sqlite_cache(), collector_paused():
         batch = _Batch()
-        for region, ref, listing in listings(engine, regions):
+        for region, ref, listing in listings(engine, stale):
             found[region] = []
-            result = _compute(engine, ref, listing, master)
+            result = _compute(engine, ref, listing, master, known[region])
             if isinstance(result, str):
                 if result:
                     failed[region] = result
@@ -74,9 +76,12 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
     """Store one region's statuses (one listing of the region); on failure keep the old rows, store why.
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
-    ref = parse_region(region, engine.config)
+    ref, master = parse_region(region, engine.config), master_inputs(engine)
+    inputs = fingerprint_inputs(engine, ref, master)
+    if _fresh_unlisted(engine, region, inputs):
+        return ""
     with collector_paused():
-        result = _compute(engine, ref, _list(engine, ref), master_inputs(engine))
+        result = _compute(engine, ref, _list(engine, ref), master, inputs)
         if isinstance(result, str):
             return result
         batch = _Batch()
@@ -157,16 +162,18 @@ class _Computed:
     transfer: str  # "": no upload planned
 
 
-def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes) -> _Computed | str:
+def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes, inputs: str) -> _Computed | str:
     """The region's statuses; "" when its inputs are those of its stored snapshot (nothing to store), or why
-    it cannot be read (stored at once: its old rows are kept)."""
+    it cannot be read (stored at once: its old rows are kept). `inputs`: the driver's fingerprint's, already
+    found stale (`fingerprint_inputs`), or "": the listing is hashed."""
     reporter = RecordingReporter()
     try:
         if isinstance(listing, Exception):
             raise listing
-        inputs = region_inputs(engine, ref, listing, master)
-        if _still_fresh(engine, ref, inputs):
-            return ""
+        if not inputs:
+            inputs = region_inputs(engine, ref, listing, master)
+            if _still_fresh(engine, ref, inputs):
+                return ""
         statuses, region_map = engine.statuses(ref, listing, reporter)
         changes = metadata_changes(engine, ref, statuses, region_map)
         reasons = status_reasons(statuses, region_map)
@@ -243,7 +250,8 @@ UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
 # else that changes the rows in place must clear the hash (RegionSnapshot.recount does).
 
 SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
-_CODE = ("engine", "snapshot.py", "models/snapshot.py")  # sync/... whose source the snapshot depends on
+# sync/... whose source the snapshot depends on; the drivers' too, for their listing fingerprints
+_CODE = ("engine", "clouds", "snapshot.py", "models/snapshot.py")
 _IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name != "tags")  # tags: a frozenset, sorted apart
 _image_values = attrgetter(*_IMAGE_FIELDS)
 _POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
@@ -254,16 +262,33 @@ def region_inputs(engine: GlanceSync, ref: RegionRef, listing: list[Image], mast
     when some value cannot be hashed by value (the region is then always computed)."""
     if not master:
         return ""
-    config = engine.config
     try:
-        head = marshal.dumps(
-            (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
-             config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
-            0,
-        )  # fmt: skip
-        return hashlib.blake2b(head + master + _images(listing), digest_size=16).hexdigest()
+        return _inputs_hash(engine, ref, master, b"listing", _images(listing))
     except ValueError:  # marshal: a property value of a type it does not write
         return ""
+
+
+def fingerprint_inputs(engine: GlanceSync, ref: RegionRef, master: bytes) -> str:
+    """`region_inputs` with the driver's fingerprint of the region's listing (`listing_fingerprint`, taken
+    before listing it, so a change meanwhile only makes the next refresh compute it again) instead of the
+    listing; "" when the driver gives none: the region is listed, and its listing hashed."""
+    fingerprint = getattr(engine.session(ref.target), "listing_fingerprint", None)
+    value = fingerprint(ref.name) if fingerprint is not None and master else None
+    try:
+        return _inputs_hash(engine, ref, master, b"fingerprint", value) if value else ""
+    except ValueError:  # marshal: a setting of a type it does not write
+        return ""
+
+
+def _inputs_hash(engine: GlanceSync, ref: RegionRef, master: bytes, kind: bytes, region: bytes) -> str:
+    """The hash of everything but the region's listing, then `region` (its listing's `kind` of hash)."""
+    config = engine.config
+    head = marshal.dumps(
+        (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
+         config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
+        0,
+    )  # fmt: skip
+    return hashlib.blake2b(head + master + kind + b"\0" + region, digest_size=16).hexdigest()
 
 
 def master_inputs(engine: GlanceSync) -> bytes:
@@ -297,6 +322,11 @@ def code_version() -> str:
     for path in sorted(paths):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def _fresh_unlisted(engine: GlanceSync, region: str, inputs: str) -> bool:
+    """Whether the region's fingerprint inputs (`fingerprint_inputs`; "": none) are those it was stored with."""
+    return bool(inputs) and _still_fresh(engine, parse_region(region, engine.config), inputs)
 
 
 def _still_fresh(engine: GlanceSync, ref: RegionRef, inputs: str) -> bool:

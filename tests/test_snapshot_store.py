@@ -215,9 +215,15 @@ def test_regions_stored_together_are_stored_whole_or_not_at_all(demo_cloud, monk
     assert all(contents(region) != rows for region, rows in before.items())
 
 
+def no_fingerprint(session, region):
+    """A driver without listing fingerprints (an OpenStack): a refresh lists every region and hashes it."""
+    return None
+
+
 def test_the_regions_are_listed_at_once_so_a_slow_one_costs_only_its_own_time(demo_cloud, settings, monkeypatch):
     settings.GLANCESYNC_REFRESH_WORKERS = 8
     refresh_status()
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)  # every region listed again
     listing = FileTargetSession.list_images
     running, most = set(), [0]
     lock = threading.Lock()
@@ -435,3 +441,92 @@ def test_a_property_marshal_cannot_write_makes_the_region_computed_every_time(in
     listing[0].user_properties["when"] = object()
     assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) == ""
     assert snapshot.region_inputs(engine, ref, listing[1:], b"") == ""
+
+
+# --- the driver's listing fingerprint (FileTargetSession.listing_fingerprint) ----------------------------
+
+
+def count_listed(monkeypatch) -> Counter:
+    """Regions listed, by bare name, from here on."""
+    listed, listing = Counter(), FileTargetSession.list_images
+
+    def counted(self, region):
+        listed[region] += 1
+        return listing(self, region)
+
+    monkeypatch.setattr(FileTargetSession, "list_images", counted)
+    return listed
+
+
+def test_a_region_whose_file_has_not_changed_is_not_even_listed(demo_cloud, monkeypatch):
+    refresh_status()
+    listed = count_listed(monkeypatch)
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert listed == {"Madrid": 1, "Valencia": 1}  # the master region: once, by the engine, for the master images
+    listed.clear()
+    refresh_status()
+    assert listed == {"Madrid": 1}
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_a_changed_master_computes_every_region_again(demo_cloud, monkeypatch):
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    edit_region(demo_cloud, "Madrid", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert set(computed) == set(RegionSnapshot.objects.values_list("region", flat=True))
+
+
+def test_without_fingerprints_every_region_is_listed_and_only_changed_ones_computed(demo_cloud, monkeypatch):
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)
+    refresh_status()
+    listed, computed = count_listed(monkeypatch), count_computed(monkeypatch)
+    refresh_status()
+    assert not computed
+    assert len(listed) == RegionSnapshot.objects.count() and listed["Madrid"] == 2  # the engine's, the region's
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+
+
+def test_a_file_changed_while_its_region_is_listed_is_computed_again_next_time(demo_cloud, monkeypatch):
+    refresh_status()
+    listing, edited = FileTargetSession.list_images, []
+
+    def changed_once_listed(self, region):
+        images = listing(self, region)
+        if region == "Valencia" and not edited:  # a fingerprint taken now would be the new file's
+            edited.append(region)
+            edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+        return images
+
+    edit_region(demo_cloud, "Valencia", lambda images: images[:-1])  # listed by the next refresh
+    monkeypatch.setattr(FileTargetSession, "list_images", changed_once_listed)
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_the_fingerprint_of_a_file_changes_with_its_bytes_and_not_otherwise(demo_cloud):
+    engine = build_engine()
+    session = engine.session("master")
+    before = session.listing_fingerprint("Valencia")
+    assert build_engine().session("master").listing_fingerprint("Valencia") == before  # another cloud, same file
+    assert session.listing_fingerprint("Sevilla") != before
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    assert session.listing_fingerprint("Valencia") != before
+    assert session.listing_fingerprint("Nowhere") is None
+
+
+def test_a_region_this_run_has_loaded_has_no_fingerprint(demo_cloud):
+    session = build_engine().session("master")
+    image = session.list_images("Valencia")[0]
+    session.update_image("Valencia", image)  # loads the region: its listing now comes from memory
+    assert session.listing_fingerprint("Valencia") is None
+
+
+def test_the_drivers_source_counts_in_the_code_version():
+    assert "clouds" in snapshot._CODE  # the file cloud's fingerprint is its reading code's as much as the file's
