@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import marshal
-from collections import Counter
+import multiprocessing
+import os
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -48,9 +51,10 @@ def all_regions(engine: GlanceSync) -> list[str]:
 def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     """Recompute and store the statuses of these regions; return {region: error} for those that failed.
 
-    The regions are listed concurrently (see `listings`) and computed one at a time in this thread as their
-    listings arrive, then stored a few at a time (see `_Batch`). The new conflicts found in all of them go out
-    as one alert, in the regions' order."""
+    A region whose driver fingerprint is the one it was stored with is not even listed. The others are listed
+    concurrently (see `listings`) and computed one at a time in this thread as their listings arrive, or
+    computed by forked processes (see `_processes`), then stored a few at a time in this thread (see `_Batch`).
+    The new conflicts found in all of them go out as one alert, in the regions' order."""
     failed, found = {}, {}
     master = master_inputs(engine)
     known = {region: fingerprint_inputs(engine, parse_region(region, engine.config), master) for region in regions}
@@ -59,9 +63,8 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
     with _large_sqlite_cache(), collector_paused():
         batch = _Batch()
-        for region, ref, listing in listings(engine, stale):
+        for region, result in _computed_regions(engine, stale, known, master):
             found[region] = []
-            result = _compute(engine, ref, listing, master, known[region])
             if isinstance(result, str):
                 if result:
                     failed[region] = result
@@ -91,6 +94,18 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
 
 Listing = list[Image] | Exception  # a region's images, or why they could not be listed
+
+
+def _computed_regions(
+    engine: GlanceSync, regions: list[str], known: dict[str, str], master: bytes
+) -> Iterator[tuple[str, _Computed | str]]:
+    """(region, `_compute`'s result) of each region, computed by forked processes or in this thread."""
+    processes = _processes(engine, len(regions))
+    if processes > 1:
+        yield from _forked(engine, regions, known, master, processes)
+        return
+    for region, ref, listing in listings(engine, regions):
+        yield region, _compute(engine, ref, listing, master, known[region])
 
 
 def listings(engine: GlanceSync, regions: list[str]) -> Iterator[tuple[str, RegionRef, Listing]]:
@@ -153,10 +168,8 @@ class _Computed:
     """A region's statuses and what the pages show with them, computed and not yet stored."""
 
     ref: RegionRef
-    statuses: list[ImageStatus]
-    changes: dict[str, list[list]]
+    rows: list[_Row]
     warnings: list[str]
-    reasons: dict[str, str]
     others: list[dict]
     inputs: str
     transfer: str  # "": no upload planned
@@ -166,7 +179,6 @@ def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes
     """The region's statuses; "" when its inputs are those of its stored snapshot (nothing to store), or why
     it cannot be read (stored at once: its old rows are kept). `inputs`: the driver's fingerprint's, already
     found stale (`fingerprint_inputs`), or "": the listing is hashed."""
-    reporter = RecordingReporter()
     try:
         if isinstance(listing, Exception):
             raise listing
@@ -174,17 +186,97 @@ def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes
             inputs = region_inputs(engine, ref, listing, master)
             if _still_fresh(engine, ref, inputs):
                 return ""
-        statuses, region_map = engine.statuses(ref, listing, reporter)
-        changes = metadata_changes(engine, ref, statuses, region_map)
-        reasons = status_reasons(statuses, region_map)
-        others = other_images(listing, statuses, engine.tenant_id(ref.target))
-        uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
-        transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
+        return _computed(engine, ref, listing, inputs)
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         _unreadable(ref, message)
         return message
-    return _Computed(ref, statuses, changes, reporter.messages(), reasons, others, inputs, transfer)
+
+
+def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: str) -> _Computed:
+    """The region's rows and the rest of its snapshot, from its listing (no database: forked processes run it)."""
+    reporter = RecordingReporter()
+    statuses, region_map = engine.statuses(ref, listing, reporter)
+    changes = metadata_changes(engine, ref, statuses, region_map)
+    reasons = status_reasons(statuses, region_map)
+    others = other_images(listing, statuses, engine.tenant_id(ref.target))
+    uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
+    transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
+    rows = [_row(entry, changes, reasons) for entry in statuses]
+    return _Computed(ref, rows, reporter.messages(), others, inputs, transfer)
+
+
+# --- computing regions in forked processes -----------------------------------------------------------------
+#
+# On a cloud whose listing is local CPU work that forks safely (the file cloud: no connection, no thread), a
+# refresh that computes many regions is CPU-bound: listing, matching and building rows. Processes forked once
+# the master images and the selections are known compute the regions (`_computed`, no database); this process
+# keeps every database query and stores the regions as they come.
+
+PROCESSES = "GLANCESYNC_REFRESH_PROCESSES"  # processes computing a refresh's regions; 1: none; default: CPUs
+FORK_PAIRS = 200_000  # (region, master image) pairs to compute below which forking costs more than it saves
+_forked_state: tuple[GlanceSync, bytes] | None = None  # (engine, master inputs) the forked processes inherit
+
+
+def _processes(engine: GlanceSync, regions: int) -> int:
+    if not getattr(engine.cloud, "forks_safely", False) or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    wanted = os.environ.get(PROCESSES, "").strip()
+    if not wanted and len(engine.master) * regions < FORK_PAIRS:
+        return 1
+    try:
+        processes = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except ValueError:
+        logger.warning("%s=%r: not a number of processes; none forked", PROCESSES, wanted)
+        return 1
+    return max(1, min(processes, regions))
+
+
+def _forked(
+    engine: GlanceSync, regions: list[str], known: dict[str, str], master: bytes, processes: int
+) -> Iterator[tuple[str, _Computed | str]]:
+    """Each region's result, in order; at most two per process computed ahead (their rows are held here)."""
+    global _forked_state  # noqa: PLW0603 (what the forked processes inherit)
+    engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
+    _forked_state = engine, master
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            waiting, running = iter(regions), deque()
+            for region in itertools.islice(waiting, 2 * processes):
+                running.append((region, pool.apply_async(_forked_compute, (region, known[region]))))
+            while running:
+                region, result = running.popleft()
+                following = next(waiting, None)
+                if following is not None:
+                    running.append((following, pool.apply_async(_forked_compute, (following, known[following]))))
+                yield region, _forked_result(engine, region, known[region], *result.get())
+    finally:
+        _forked_state = None
+
+
+def _forked_compute(region: str, inputs: str) -> tuple[str, _Computed | None]:
+    """In a forked process: (why the region cannot be read, or "", and its computed snapshot)."""
+    assert _forked_state is not None
+    engine, master = _forked_state
+    ref = parse_region(region, engine.config)
+    try:
+        listing = _list(engine, ref)
+        if isinstance(listing, Exception):
+            raise listing
+        return "", _computed(engine, ref, listing, inputs or region_inputs(engine, ref, listing, master))
+    except Exception as error:
+        return safe_message(error, engine.config), None
+
+
+def _forked_result(engine: GlanceSync, region: str, known: str, error: str, computed: _Computed | None):
+    """What `_compute` would have given, from a forked process's result (the queries are made here)."""
+    ref = parse_region(region, engine.config)
+    if computed is None:
+        _unreadable(ref, error)
+        return error
+    if not known and _still_fresh(engine, ref, computed.inputs):  # a listing hashed there, not checked yet
+        return ""
+    return computed
 
 
 class _Batch:
@@ -203,7 +295,7 @@ class _Batch:
     def add(self, computed: _Computed, new_problems: list[dict] | None) -> bool:
         """Add a region; True when the batch is full."""
         self.regions.append((computed, new_problems))
-        return sum(len(c.statuses) for c, _ in self.regions) >= self.BATCH_ROWS
+        return sum(len(c.rows) for c, _ in self.regions) >= self.BATCH_ROWS
 
     def store(self) -> None:
         regions, self.regions = self.regions, []
@@ -229,9 +321,7 @@ def _previous_failures(ref: RegionRef) -> tuple[int, object]:
 
 def _store(c: _Computed) -> Stored:
     ref = c.ref
-    stored = store_statuses(
-        ref.fullname, ref.target, c.statuses, c.changes, c.warnings, c.reasons, c.others, c.inputs, savepoint=False
-    )
+    stored = store_rows(ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False)
     if c.transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=c.transfer)
     return stored
@@ -483,8 +573,21 @@ def store_statuses(
     rows are read once, for the diff and for the new problems alike. `inputs`: what they were computed from
     (`region_inputs`), so that the next refresh can tell whether it needs to compute them at all. Called in
     a transaction, it joins it without a savepoint (`savepoint=False`) or in one."""
-    now = timezone.now()
     rows = [_row(entry, changes or {}, reasons or {}) for entry in statuses]
+    return store_rows(region, target, rows, warnings, others, inputs, savepoint)
+
+
+def store_rows(
+    region: str,
+    target: str,
+    rows: list[_Row],
+    warnings: list[str] | None = None,
+    others: list[dict] | None = None,
+    inputs: str = "",
+    savepoint: bool = True,
+) -> Stored:
+    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them."""
+    now = timezone.now()
     others = others or []
     with transaction.atomic(savepoint=savepoint):
         old = _stored_rows(region)
@@ -496,7 +599,7 @@ def store_statuses(
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
-                "status_counts": status_counts(statuses),
+                "status_counts": status_counts(rows),
                 "plan_totals": _plan_totals(rows), "inputs": inputs,
             },
         )  # fmt: skip
@@ -720,6 +823,6 @@ def _plan_totals(rows: list[_Row]) -> dict[str, list[int]]:
     return plan_totals((row.status, row.content[REASON] == PROTECTED_COPY, 1, row.content[SIZE]) for row in rows)
 
 
-def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:
+def status_counts(statuses: list[ImageStatus] | list[_Row]) -> dict[str, int]:
     """{status: images}, stored with the rows: /metrics reads these instead of counting the rows."""
     return dict(sorted(Counter(entry.status for entry in statuses).items()))

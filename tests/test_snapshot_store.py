@@ -530,3 +530,69 @@ def test_a_region_this_run_has_loaded_has_no_fingerprint(demo_cloud):
 
 def test_the_drivers_source_counts_in_the_code_version():
     assert "clouds" in snapshot._CODE  # the file cloud's fingerprint is its reading code's as much as the file's
+
+
+# --- regions computed by forked processes (sync.snapshot._forked) --------------------------------------------
+
+SNAPSHOT_FIELDS = ("region", "target", "error", "warnings", "other_images", "other_images_total", "status_counts",
+                   "plan_totals", "inputs", "transfer")  # fmt: skip
+
+
+def snapshots() -> list[tuple]:
+    return list(RegionSnapshot.objects.order_by("region").values_list(*SNAPSHOT_FIELDS))
+
+
+def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch):
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    alone = contents(), snapshots()
+    empty_the_snapshot()
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    forks = processes_forked(monkeypatch)
+    refresh_status()
+    assert forks == [2] and (contents(), snapshots()) == alone
+
+
+def test_without_fingerprints_forked_processes_check_the_hash_of_their_listing(demo_cloud, monkeypatch):
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    refresh_status()
+    before = rows_by_pair()
+    with CaptureQueriesContext(connection) as queries:
+        refresh_status()
+    assert writes_to_the_snapshot(queries.captured_queries) == [] and rows_by_pair() == before
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypatch):
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    (demo_cloud / "backup_Valencia.csv").write_text("Valencia,too,few,columns\r\n")
+    summary = refresh_status()
+    assert "Valencia" in summary and summary.count("; ") == 1
+    assert RegionSnapshot.objects.exclude(error="").get().region == "Valencia"
+    assert ImageState.objects.filter(region="Sevilla").exists()
+
+
+def test_a_small_refresh_forks_no_process(demo_cloud, monkeypatch):
+    forks = processes_forked(monkeypatch)
+    refresh_status()
+    assert forks == [1]  # 8 regions of about 20 images: far fewer pairs than FORK_PAIRS
+
+
+def processes_forked(monkeypatch) -> list[int]:
+    """The processes each refresh from here on computes its regions with (1: none forked)."""
+    chosen, processes = [], snapshot._processes
+
+    def counted(engine, regions):
+        chosen.append(processes(engine, regions))
+        return chosen[-1]
+
+    monkeypatch.setattr(snapshot, "_processes", counted)
+    return chosen
+
+
+def empty_the_snapshot() -> None:
+    ImageState.objects.all().delete()
+    RegionSnapshot.objects.all().delete()
