@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import logging
 import marshal
-import multiprocessing
 import os
-from collections import Counter, deque
+import pickle
+import signal
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -61,7 +61,7 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     stale = [region for region in regions if not _fresh_unlisted(engine, region, known[region])]
     # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
-    with _large_sqlite_cache(), collector_paused():
+    with _large_sqlite_cache(), _indexes_built_after(len(engine.master) * len(stale)), collector_paused():
         batch = _Batch()
         for region, result in _computed_regions(engine, stale, known, master):
             found[region] = []
@@ -163,6 +163,41 @@ def _large_sqlite_cache() -> Iterator[None]:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
 
+INDEXED_PAIRS = 200_000  # pairs a first refresh inserts from which it builds the indexes after (SQLite)
+
+
+@contextmanager
+def _indexes_built_after(pairs: int) -> Iterator[None]:
+    """On SQLite, a first refresh (no ImageState row yet) of at least INDEXED_PAIRS pairs inserts its rows with
+    ImageState's secondary indexes dropped, and builds them once at the end (also when it fails). Inserted into,
+    each commit of a batch wrote all the index pages its regions touched: the name indexes are swept by every
+    region. The pages meanwhile read without them (slower, and still whole regions). Every refresh first builds
+    any that a refresh killed meanwhile left dropped."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    _build_missing_indexes()
+    if pairs < INDEXED_PAIRS or ImageState.objects.exists():
+        yield
+        return
+    with connection.cursor() as cursor:
+        for index in ImageState._meta.indexes:
+            cursor.execute(f"DROP INDEX IF EXISTS {connection.ops.quote_name(index.name)}")
+    try:
+        yield
+    finally:
+        _build_missing_indexes()
+
+
+def _build_missing_indexes() -> None:
+    with connection.cursor() as cursor:
+        present = connection.introspection.get_constraints(cursor, ImageState._meta.db_table)
+        editor = connection.schema_editor(atomic=False)  # for its SQL only: not entered
+        for index in ImageState._meta.indexes:
+            if index.name not in present:
+                cursor.execute(str(index.create_sql(ImageState, editor)))
+
+
 @dataclass
 class _Computed:
     """A region's statuses and what the pages show with them, computed and not yet stored."""
@@ -215,11 +250,10 @@ def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: 
 
 PROCESSES = "GLANCESYNC_REFRESH_PROCESSES"  # processes computing a refresh's regions; 1: none; default: CPUs
 FORK_PAIRS = 200_000  # (region, master image) pairs to compute below which forking costs more than it saves
-_forked_state: tuple[GlanceSync, bytes] | None = None  # (engine, master inputs) the forked processes inherit
 
 
 def _processes(engine: GlanceSync, regions: int) -> int:
-    if not getattr(engine.cloud, "forks_safely", False) or "fork" not in multiprocessing.get_all_start_methods():
+    if not getattr(engine.cloud, "forks_safely", False) or not hasattr(os, "fork"):
         return 1
     wanted = os.environ.get(PROCESSES, "").strip()
     if not wanted and len(engine.master) * regions < FORK_PAIRS:
@@ -235,29 +269,50 @@ def _processes(engine: GlanceSync, regions: int) -> int:
 def _forked(
     engine: GlanceSync, regions: list[str], known: dict[str, str], master: bytes, processes: int
 ) -> Iterator[tuple[str, _Computed | str]]:
-    """Each region's result, in order; at most two per process computed ahead (their rows are held here)."""
-    global _forked_state  # noqa: PLW0603 (what the forked processes inherit)
+    """Each region's result, in order. Process k computes regions k, k + processes... and sends each down its
+    pipe, whose buffer lets it compute about one region ahead (the rows waiting are held in memory). Raw
+    os.fork: a django-q worker is a daemonic process, which multiprocessing lets have no children."""
     engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
-    _forked_state = engine, master
+    children = []
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            waiting, running = iter(regions), deque()
-            for region in itertools.islice(waiting, 2 * processes):
-                running.append((region, pool.apply_async(_forked_compute, (region, known[region]))))
-            while running:
-                region, result = running.popleft()
-                following = next(waiting, None)
-                if following is not None:
-                    running.append((following, pool.apply_async(_forked_compute, (following, known[following]))))
-                yield region, _forked_result(engine, region, known[region], *result.get())
+        for index in range(processes):
+            children.append(_fork(engine, master, [(region, known[region]) for region in regions[index::processes]]))
+        for index, region in enumerate(regions):
+            try:
+                error, computed = pickle.load(children[index % processes][1])
+            except EOFError:
+                raise RuntimeError(f"{region}: the process computing it ended early") from None
+            yield region, _forked_result(engine, region, known[region], error, computed)
+    finally:  # done, or stopped early (an error while storing): end them all
+        for pid, stream in children:
+            stream.close()
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _fork(engine: GlanceSync, master: bytes, regions: list[tuple[str, str]]) -> tuple[int, BinaryIO]:
+    """A forked process computing these (region, inputs), pickled down a pipe: (its pid, the pipe's end)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, open(read, "rb")  # noqa: SIM115 (closed by _forked)
+    code = 1
+    try:  # the child: no database, and no way out but os._exit (no parent's cleanup runs twice)
+        os.close(read)
+        with open(write, "wb") as stream:
+            for region, inputs in regions:
+                pickle.dump(_forked_compute(engine, master, region, inputs), stream, pickle.HIGHEST_PROTOCOL)
+        code = 0
+    except BrokenPipeError:
+        code = 0  # the parent stopped reading
     finally:
-        _forked_state = None
+        os._exit(code)
 
 
-def _forked_compute(region: str, inputs: str) -> tuple[str, _Computed | None]:
+def _forked_compute(engine: GlanceSync, master: bytes, region: str, inputs: str) -> tuple[str, _Computed | None]:
     """In a forked process: (why the region cannot be read, or "", and its computed snapshot)."""
-    assert _forked_state is not None
-    engine, master = _forked_state
     ref = parse_region(region, engine.config)
     try:
         listing = _list(engine, ref)

@@ -2,6 +2,7 @@
 region, with the order, the counts and the new-problem alerts as a full rewrite would give them; and it lists the
 regions concurrently (sync.snapshot.listings)."""
 
+import os
 import threading
 import time
 from collections import Counter
@@ -575,6 +576,20 @@ def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypa
     assert ImageState.objects.filter(region="Sevilla").exists()
 
 
+def test_a_forked_process_that_dies_stops_the_refresh_and_leaves_no_process(demo_cloud, monkeypatch):
+    refresh_status()
+    before = contents()
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)  # every region computed
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    monkeypatch.setattr(snapshot, "_forked_compute", lambda *args: os._exit(3))  # what the children inherit
+    engine = build_engine()
+    with pytest.raises(RuntimeError, match="ended early"):
+        snapshot.refresh_regions(engine, snapshot.all_regions(engine))
+    assert contents() == before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was waited for
+
+
 def test_a_small_refresh_forks_no_process(demo_cloud, monkeypatch):
     forks = processes_forked(monkeypatch)
     refresh_status()
@@ -596,3 +611,46 @@ def processes_forked(monkeypatch) -> list[int]:
 def empty_the_snapshot() -> None:
     ImageState.objects.all().delete()
     RegionSnapshot.objects.all().delete()
+
+
+# --- a first refresh builds the indexes after its rows (SQLite; sync.snapshot._indexes_built_after) ----------
+
+
+def image_state_indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        present = connection.introspection.get_constraints(cursor, TABLE)
+    return {index.name for index in ImageState._meta.indexes} & set(present)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's first refresh")
+def test_a_first_refresh_inserts_without_the_indexes_and_builds_them_after(demo_cloud, monkeypatch):
+    refresh_status()
+    indexed = contents(), snapshots()
+    empty_the_snapshot()
+    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    during, store = [], snapshot.store_rows
+
+    def seen(*args, **kwargs):
+        during.append(image_state_indexes())
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "store_rows", seen)
+    refresh_status()
+    assert during and not any(during)
+    assert image_state_indexes() == {index.name for index in ImageState._meta.indexes}
+    assert (contents(), snapshots()) == indexed
+    during.clear()
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()  # not a first refresh: the indexes stay
+    assert during == [image_state_indexes()] and during[0]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's first refresh")
+def test_indexes_a_killed_first_refresh_left_dropped_are_built_by_the_next(demo_cloud, monkeypatch):
+    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot, "_build_missing_indexes", lambda: None)  # killed before it could
+    refresh_status()
+    assert not image_state_indexes()
+    monkeypatch.undo()
+    refresh_status()
+    assert image_state_indexes() == {index.name for index in ImageState._meta.indexes}
