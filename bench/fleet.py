@@ -278,10 +278,12 @@ def measure(fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = 
                 log(f"  run {run}: {change(fleet, share):,} images changed in the cloud")
             elif name == "restored":
                 restore(fleet)
+            own = time.process_time()
             seconds, cpu = refresh()
+            own = time.process_time() - own
             written = counter.take()
             results[name].add(seconds, cpu, written)
-            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, storing {written.seconds:5.1f} s)"
+            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, this process {own:6.1f} s, storing {written.seconds:5.1f} s)"
             load = os.getloadavg()[0]  # the machine's load when it ended: wall times depend on it
             log(f"  run {run}: {name:9} {timing}, {written}, load average {load:.1f}")
     restore(fleet)

@@ -279,7 +279,7 @@ def _forked(
             children.append(_fork(engine, master, [(region, known[region]) for region in regions[index::processes]]))
         for index, region in enumerate(regions):
             try:
-                error, computed = pickle.load(children[index % processes][1])
+                error, computed = _receive(children[index % processes][1])
             except EOFError:
                 raise RuntimeError(f"{region}: the process computing it ended early") from None
             yield region, _forked_result(engine, region, known[region], error, computed)
@@ -303,12 +303,30 @@ def _fork(engine: GlanceSync, master: bytes, regions: list[tuple[str, str]]) -> 
         os.close(read)
         with open(write, "wb") as stream:
             for region, inputs in regions:
-                pickle.dump(_forked_compute(engine, master, region, inputs), stream, pickle.HIGHEST_PROTOCOL)
+                _send(stream, *_forked_compute(engine, master, region, inputs))
         code = 0
     except BrokenPipeError:
         code = 0  # the parent stopped reading
     finally:
         os._exit(code)
+
+
+def _send(stream: BinaryIO, error: str, computed: _Computed | None) -> None:
+    """The rows as plain tuples in marshal's format (a third of pickle's time to write, half to read: a region
+    has 15,000), the rest pickled."""
+    rows = [tuple(row) for row in computed.rows] if computed else []
+    if computed:
+        computed.rows = []
+    pickle.dump((error, computed), stream, pickle.HIGHEST_PROTOCOL)
+    marshal.dump(rows, stream, 2)
+
+
+def _receive(stream: BinaryIO) -> tuple[str, _Computed | None]:
+    error, computed = pickle.load(stream)
+    rows = marshal.load(stream)
+    if computed:
+        computed.rows = list(map(_Row._make, rows))
+    return error, computed
 
 
 def _forked_compute(engine: GlanceSync, master: bytes, region: str, inputs: str) -> tuple[str, _Computed | None]:
@@ -875,7 +893,14 @@ def _new_problems(region: str, rows: list[_Row], old: dict[str, _Old]) -> list[d
 
 
 def _plan_totals(rows: list[_Row]) -> dict[str, list[int]]:
-    return plan_totals((row.status, row.content[REASON] == PROTECTED_COPY, 1, row.content[SIZE]) for row in rows)
+    """plan_totals of the rows grouped by (status, blocked) first: a few groups instead of 15,000 rows."""
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for row in rows:
+        content = row.content
+        group = groups.setdefault((row.status, content[REASON] == PROTECTED_COPY), [0, 0])
+        group[0] += 1
+        group[1] += content[SIZE]
+    return plan_totals((status, blocked, count, size) for (status, blocked), (count, size) in groups.items())
 
 
 def status_counts(statuses: list[ImageStatus] | list[_Row]) -> dict[str, int]:
