@@ -444,10 +444,10 @@ def fingerprint_inputs(engine: GlanceSync, ref: RegionRef, master: bytes) -> str
     before listing it, so a change meanwhile only makes the next refresh compute it again) instead of the
     listing; "" when the driver gives none: the region is listed, and its listing hashed."""
     fingerprint = getattr(engine.session(ref.target), "listing_fingerprint", None)
-    value = fingerprint(ref.name) if fingerprint is not None and master else None
     try:
+        value = fingerprint(ref.name) if fingerprint is not None and master else None
         return _inputs_hash(engine, ref, master, b"fingerprint", value) if value else ""
-    except ValueError:  # marshal: a setting of a type it does not write
+    except Exception:  # noqa: BLE001 (listing the region reports what is wrong, in its turn)
         return ""
 
 

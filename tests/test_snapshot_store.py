@@ -644,3 +644,15 @@ def test_indexes_a_killed_first_refresh_left_dropped_are_built_by_the_next(demo_
     monkeypatch.undo()
     refresh_status()
     assert image_state_indexes() == {index.name for index in ImageState._meta.indexes}
+
+
+def test_a_fingerprint_that_fails_makes_the_region_listed(demo_cloud, monkeypatch):
+    refresh_status()
+
+    def failing(session, region):
+        raise OSError("unreadable")
+
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", failing)
+    listed = count_listed(monkeypatch)
+    assert refresh_status().startswith("statuses of")
+    assert len(listed) == RegionSnapshot.objects.count()
