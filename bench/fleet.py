@@ -14,7 +14,7 @@ directly. Three refreshes are timed, in this order, in each run:
               about 1 % of the rows. The files are then restored and refreshed again (untimed but counted).
 
 Each gives seconds (wall clock) and the ImageState rows written (inserted, changed, moved, deleted, as
-`sync.snapshot.store_statuses` reports them). The database is SQLite under --workdir (its size is reported), or,
+`sync.snapshot.store_rows` reports them). The database is SQLite under --workdir (its size is reported), or,
 with --database postgres, the PostgreSQL of the GLANCESYNC_DB_* variables (`eval "$(tests/services/start.sh)"`).
 
 Pages can be measured on the same fleet: `ready_fleet()` returns a fleet whose database has the configuration
@@ -32,6 +32,7 @@ import io
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -47,6 +48,7 @@ from bench import plan  # noqa: E402  (the generator; pure Python, no Django)
 from sync.engine import backup  # noqa: E402
 
 DEFAULT_WORKDIR = Path("/tmp/glancesync-bench-fleet")
+PROCESSES = "GLANCESYNC_REFRESH_PROCESSES"  # sync.snapshot.PROCESSES (importing it needs Django set up)
 FLEET_VERSION = 1  # bump when the configuration or the database layout of the fleet changes
 
 
@@ -181,7 +183,7 @@ class Written:
     updated: int = 0
     moved: int = 0
     deleted: int = 0
-    seconds: float = 0.0  # spent in store_statuses: reading the old rows, diffing, writing
+    seconds: float = 0.0  # spent in store_rows: reading the old rows, diffing, writing (the rows are built before)
 
     @property
     def total(self) -> int:
@@ -194,15 +196,15 @@ class Written:
 
 
 class RowCounter:
-    """Wraps sync.snapshot.store_statuses (which refresh_region calls by its module name) to add up the rows
+    """Wraps sync.snapshot.store_rows (which a refresh calls by its module name) to add up the rows
     each call reports having written, and the time it takes (the rest of a refresh is listing and the engine)."""
 
     def __init__(self) -> None:
         from sync import snapshot
 
         self.written = Written()
-        self._original = snapshot.store_statuses
-        snapshot.store_statuses = self._counting
+        self._original = snapshot.store_rows
+        snapshot.store_rows = self._counting
 
     def _counting(self, *args, **kwargs):
         start = time.perf_counter()
@@ -218,16 +220,23 @@ class RowCounter:
 
 
 def refresh() -> tuple[float, float]:
-    """One refresh_status() of every region: (wall-clock seconds, CPU seconds of this process: less sensitive
-    to a busy machine; the database's own work is in it on SQLite, not on PostgreSQL)."""
+    """One refresh_status() of every region: (wall-clock seconds, CPU seconds of this process and of the
+    processes it forked: less sensitive to a busy machine; the database's own work is in it on SQLite, not on
+    PostgreSQL)."""
     from sync.tasks import refresh_status
 
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), cpu_seconds()
     summary = refresh_status()
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     if "; " in summary or not summary.startswith("statuses of"):
         raise SystemExit(f"refresh failed: {summary}")
     return seconds, cpu
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (a refresh's forked processes end with it)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def empty_snapshot() -> None:
@@ -269,10 +278,12 @@ def measure(fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = 
                 log(f"  run {run}: {change(fleet, share):,} images changed in the cloud")
             elif name == "restored":
                 restore(fleet)
+            own = time.process_time()
             seconds, cpu = refresh()
+            own = time.process_time() - own
             written = counter.take()
             results[name].add(seconds, cpu, written)
-            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, storing {written.seconds:5.1f} s)"
+            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, this process {own:6.1f} s, storing {written.seconds:5.1f} s)"
             load = os.getloadavg()[0]  # the machine's load when it ended: wall times depend on it
             log(f"  run {run}: {name:9} {timing}, {written}, load average {load:.1f}")
     restore(fleet)
@@ -307,6 +318,7 @@ def report(fleet: Fleet, results: dict[str, Series], runs: int) -> None:
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}")
     print(f"Fleet: {fleet.params.images:,} master images x {fleet.params.regions} regions, {pairs():,} pairs")
     print(f"Listing threads (GLANCESYNC_REFRESH_WORKERS): {settings.GLANCESYNC_REFRESH_WORKERS}")
+    print(f"Processes ({PROCESSES}): {os.environ.get(PROCESSES) or 'CPUs, when the cloud forks safely'}")
     print(f"Database: {database_size(fleet)}")
     print(f"Medians of {runs} runs:")
     print("| refresh | median | runs | cpu (median) | of which storing (median) | rows written |")

@@ -6,14 +6,17 @@ import functools
 import hashlib
 import logging
 import marshal
+import os
+import pickle
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -48,18 +51,20 @@ def all_regions(engine: GlanceSync) -> list[str]:
 def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     """Recompute and store the statuses of these regions; return {region: error} for those that failed.
 
-    The regions are listed concurrently (see `listings`) and computed one at a time in this thread as their
-    listings arrive, then stored a few at a time (see `_Batch`). The new conflicts found in all of them go out
-    as one alert, in the regions' order."""
+    A region whose driver fingerprint is the one it was stored with is not even listed. The others are listed
+    concurrently (see `listings`) and computed one at a time in this thread as their listings arrive, or
+    computed by forked processes (see `_processes`), then stored a few at a time in this thread (see `_Batch`).
+    The new conflicts found in all of them go out as one alert, in the regions' order."""
     failed, found = {}, {}
     master = master_inputs(engine)
+    known = {region: fingerprint_inputs(engine, parse_region(region, engine.config), master) for region in regions}
+    stale = [region for region in regions if not _fresh_unlisted(engine, region, known[region])]
     # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
-    with _large_sqlite_cache(), collector_paused():
+    with _large_sqlite_cache(), _indexes_built_after(len(engine.master) * len(stale)), collector_paused():
         batch = _Batch()
-        for region, ref, listing in listings(engine, regions):
+        for region, result in _computed_regions(engine, stale, known, master):
             found[region] = []
-            result = _compute(engine, ref, listing, master)
             if isinstance(result, str):
                 if result:
                     failed[region] = result
@@ -74,9 +79,12 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
     """Store one region's statuses (one listing of the region); on failure keep the old rows, store why.
 
     The problems that were not there before are added to `new_problems`, or alerted at once without it."""
-    ref = parse_region(region, engine.config)
+    ref, master = parse_region(region, engine.config), master_inputs(engine)
+    inputs = fingerprint_inputs(engine, ref, master)
+    if _fresh_unlisted(engine, region, inputs):
+        return ""
     with collector_paused():
-        result = _compute(engine, ref, _list(engine, ref), master_inputs(engine))
+        result = _compute(engine, ref, _list(engine, ref), master, inputs)
         if isinstance(result, str):
             return result
         batch = _Batch()
@@ -86,6 +94,18 @@ def refresh_region(engine: GlanceSync, region: str, new_problems: list[dict] | N
 
 
 Listing = list[Image] | Exception  # a region's images, or why they could not be listed
+
+
+def _computed_regions(
+    engine: GlanceSync, regions: list[str], known: dict[str, str], master: bytes
+) -> Iterator[tuple[str, _Computed | str]]:
+    """(region, `_compute`'s result) of each region, computed by forked processes or in this thread."""
+    processes = _processes(engine, len(regions))
+    if processes > 1:
+        yield from _forked(engine, regions, known, master, processes)
+        return
+    for region, ref, listing in listings(engine, regions):
+        yield region, _compute(engine, ref, listing, master, known[region])
 
 
 def listings(engine: GlanceSync, regions: list[str]) -> Iterator[tuple[str, RegionRef, Listing]]:
@@ -143,41 +163,201 @@ def _large_sqlite_cache() -> Iterator[None]:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
 
+INDEXED_PAIRS = 200_000  # pairs a first refresh inserts from which it builds the indexes after (SQLite)
+
+
+@contextmanager
+def _indexes_built_after(pairs: int) -> Iterator[None]:
+    """On SQLite, a first refresh (no ImageState row yet) of at least INDEXED_PAIRS pairs inserts its rows with
+    ImageState's secondary indexes dropped, and builds them once at the end (also when it fails). Inserted into,
+    each commit of a batch wrote all the index pages its regions touched: the name indexes are swept by every
+    region. The pages meanwhile read without them (slower, and still whole regions). Every refresh first builds
+    any that a refresh killed meanwhile left dropped."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    _build_missing_indexes()
+    if pairs < INDEXED_PAIRS or ImageState.objects.exists():
+        yield
+        return
+    with connection.cursor() as cursor:
+        for index in ImageState._meta.indexes:
+            cursor.execute(f"DROP INDEX IF EXISTS {connection.ops.quote_name(index.name)}")
+    try:
+        yield
+    finally:
+        _build_missing_indexes()
+
+
+def _build_missing_indexes() -> None:
+    with connection.cursor() as cursor:
+        present = connection.introspection.get_constraints(cursor, ImageState._meta.db_table)
+        editor = connection.schema_editor(atomic=False)  # for its SQL only: not entered
+        for index in ImageState._meta.indexes:
+            if index.name not in present:
+                cursor.execute(str(index.create_sql(ImageState, editor)))
+
+
 @dataclass
 class _Computed:
     """A region's statuses and what the pages show with them, computed and not yet stored."""
 
     ref: RegionRef
-    statuses: list[ImageStatus]
-    changes: dict[str, list[list]]
+    rows: list[_Row]
     warnings: list[str]
-    reasons: dict[str, str]
     others: list[dict]
     inputs: str
     transfer: str  # "": no upload planned
 
 
-def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes) -> _Computed | str:
+def _compute(engine: GlanceSync, ref: RegionRef, listing: Listing, master: bytes, inputs: str) -> _Computed | str:
     """The region's statuses; "" when its inputs are those of its stored snapshot (nothing to store), or why
-    it cannot be read (stored at once: its old rows are kept)."""
-    reporter = RecordingReporter()
+    it cannot be read (stored at once: its old rows are kept). `inputs`: the driver's fingerprint's, already
+    found stale (`fingerprint_inputs`), or "": the listing is hashed."""
     try:
         if isinstance(listing, Exception):
             raise listing
-        inputs = region_inputs(engine, ref, listing, master)
-        if _still_fresh(engine, ref, inputs):
-            return ""
-        statuses, region_map = engine.statuses(ref, listing, reporter)
-        changes = metadata_changes(engine, ref, statuses, region_map)
-        reasons = status_reasons(statuses, region_map)
-        others = other_images(listing, statuses, engine.tenant_id(ref.target))
-        uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
-        transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
+        if not inputs:
+            inputs = region_inputs(engine, ref, listing, master)
+            if _still_fresh(engine, ref, inputs):
+                return ""
+        return _computed(engine, ref, listing, inputs)
     except Exception as error:  # the region is unreadable now: say so, keep its last known statuses
         message = safe_message(error, engine.config)
         _unreadable(ref, message)
         return message
-    return _Computed(ref, statuses, changes, reporter.messages(), reasons, others, inputs, transfer)
+
+
+def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: str) -> _Computed:
+    """The region's rows and the rest of its snapshot, from its listing (no database: forked processes run it)."""
+    reporter = RecordingReporter()
+    statuses, region_map = engine.statuses(ref, listing, reporter)
+    changes = metadata_changes(engine, ref, statuses, region_map)
+    reasons = status_reasons(statuses, region_map)
+    others = other_images(listing, statuses, engine.tenant_id(ref.target))
+    uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
+    transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
+    rows = [_row(entry, changes, reasons) for entry in statuses]
+    return _Computed(ref, rows, reporter.messages(), others, inputs, transfer)
+
+
+# --- computing regions in forked processes -----------------------------------------------------------------
+#
+# On a cloud whose listing is local CPU work that forks safely (the file cloud: no connection, no thread), a
+# refresh that computes many regions is CPU-bound: listing, matching and building rows. Processes forked once
+# the master images and the selections are known compute the regions (`_computed`, no database); this process
+# keeps every database query and stores the regions as they come.
+
+PROCESSES = "GLANCESYNC_REFRESH_PROCESSES"  # processes computing a refresh's regions; 1: none; default: CPUs
+FORK_PAIRS = 200_000  # (region, master image) pairs to compute below which forking costs more than it saves
+
+
+def _processes(engine: GlanceSync, regions: int) -> int:
+    if not getattr(engine.cloud, "forks_safely", False) or not hasattr(os, "fork"):
+        return 1
+    wanted = os.environ.get(PROCESSES, "").strip()
+    if not wanted and len(engine.master) * regions < FORK_PAIRS:
+        return 1
+    try:
+        processes = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except ValueError:
+        logger.warning("%s=%r: not a number of processes; none forked", PROCESSES, wanted)
+        return 1
+    return max(1, min(processes, regions))
+
+
+def _forked(
+    engine: GlanceSync, regions: list[str], known: dict[str, str], master: bytes, processes: int
+) -> Iterator[tuple[str, _Computed | str]]:
+    """Each region's result, in order. Process k computes regions k, k + processes... and sends each down its
+    pipe, whose buffer lets it compute about one region ahead (the rows waiting are held in memory). Raw
+    os.fork: a django-q worker is a daemonic process, which multiprocessing lets have no children."""
+    engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
+    children = []
+    try:
+        for index in range(processes):
+            children.append(_fork(engine, master, [(region, known[region]) for region in regions[index::processes]]))
+        for index, region in enumerate(regions):
+            try:
+                error, computed = _receive(children[index % processes][1])
+            except EOFError:
+                raise RuntimeError(f"{region}: the process computing it ended early") from None
+            yield region, _forked_result(engine, region, known[region], error, computed)
+    finally:  # done, or stopped early (an error while storing): end them all
+        for pid, stream in children:
+            stream.close()
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _fork(engine: GlanceSync, master: bytes, regions: list[tuple[str, str]]) -> tuple[int, BinaryIO]:
+    """A forked process computing these (region, inputs), pickled down a pipe: (its pid, the pipe's end)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, open(read, "rb")  # noqa: SIM115 (closed by _forked)
+    code = 1
+    try:  # the child: no database, and no way out but os._exit (no parent's cleanup runs twice)
+        os.close(read)
+        with open(write, "wb") as stream:
+            for region, inputs in regions:
+                _send(stream, *_forked_compute(engine, master, region, inputs))
+        code = 0
+    except BrokenPipeError:
+        code = 0  # the parent stopped reading
+    finally:
+        os._exit(code)
+
+
+def _send(stream: BinaryIO, error: str, computed: _Computed | None) -> None:
+    """The rows as plain tuples in marshal's format (a third of pickle's time to write, half to read: a region
+    has 15,000), its length first (marshal.load of a stream reads each string with a call), the rest pickled."""
+    rows = marshal.dumps([tuple(row) for row in computed.rows] if computed else [], 2)
+    if computed:
+        computed.rows = []
+    pickle.dump((error, computed), stream, pickle.HIGHEST_PROTOCOL)
+    stream.write(len(rows).to_bytes(8, "little") + rows)
+
+
+def _receive(stream: BinaryIO) -> tuple[str, _Computed | None]:
+    error, computed = pickle.load(stream)
+    size = int.from_bytes(_read(stream, 8), "little")
+    rows = marshal.loads(_read(stream, size))
+    if computed:
+        computed.rows = list(map(functools.partial(tuple.__new__, _Row), rows))  # _make without a frame per row
+    return error, computed
+
+
+def _read(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError
+    return data
+
+
+def _forked_compute(engine: GlanceSync, master: bytes, region: str, inputs: str) -> tuple[str, _Computed | None]:
+    """In a forked process: (why the region cannot be read, or "", and its computed snapshot)."""
+    ref = parse_region(region, engine.config)
+    try:
+        listing = _list(engine, ref)
+        if isinstance(listing, Exception):
+            raise listing
+        return "", _computed(engine, ref, listing, inputs or region_inputs(engine, ref, listing, master))
+    except Exception as error:
+        return safe_message(error, engine.config), None
+
+
+def _forked_result(engine: GlanceSync, region: str, known: str, error: str, computed: _Computed | None):
+    """What `_compute` would have given, from a forked process's result (the queries are made here)."""
+    ref = parse_region(region, engine.config)
+    if computed is None:
+        _unreadable(ref, error)
+        return error
+    if not known and _still_fresh(engine, ref, computed.inputs):  # a listing hashed there, not checked yet
+        return ""
+    return computed
 
 
 class _Batch:
@@ -196,7 +376,7 @@ class _Batch:
     def add(self, computed: _Computed, new_problems: list[dict] | None) -> bool:
         """Add a region; True when the batch is full."""
         self.regions.append((computed, new_problems))
-        return sum(len(c.statuses) for c, _ in self.regions) >= self.BATCH_ROWS
+        return sum(len(c.rows) for c, _ in self.regions) >= self.BATCH_ROWS
 
     def store(self) -> None:
         regions, self.regions = self.regions, []
@@ -222,9 +402,7 @@ def _previous_failures(ref: RegionRef) -> tuple[int, object]:
 
 def _store(c: _Computed) -> Stored:
     ref = c.ref
-    stored = store_statuses(
-        ref.fullname, ref.target, c.statuses, c.changes, c.warnings, c.reasons, c.others, c.inputs, savepoint=False
-    )
+    stored = store_rows(ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False)
     if c.transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=c.transfer)
     return stored
@@ -243,7 +421,8 @@ UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
 # else that changes the rows in place must clear the hash (RegionSnapshot.recount does).
 
 SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
-_CODE = ("engine", "snapshot.py", "models/snapshot.py")  # sync/... whose source the snapshot depends on
+# sync/... whose source the snapshot depends on; the drivers' too, for their listing fingerprints
+_CODE = ("engine", "clouds", "snapshot.py", "models/snapshot.py")
 _IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name != "tags")  # tags: a frozenset, sorted apart
 _image_values = attrgetter(*_IMAGE_FIELDS)
 _POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
@@ -254,16 +433,33 @@ def region_inputs(engine: GlanceSync, ref: RegionRef, listing: list[Image], mast
     when some value cannot be hashed by value (the region is then always computed)."""
     if not master:
         return ""
-    config = engine.config
     try:
-        head = marshal.dumps(
-            (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
-             config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
-            0,
-        )  # fmt: skip
-        return hashlib.blake2b(head + master + _images(listing), digest_size=16).hexdigest()
+        return _inputs_hash(engine, ref, master, b"listing", _images(listing))
     except ValueError:  # marshal: a property value of a type it does not write
         return ""
+
+
+def fingerprint_inputs(engine: GlanceSync, ref: RegionRef, master: bytes) -> str:
+    """`region_inputs` with the driver's fingerprint of the region's listing (`listing_fingerprint`, taken
+    before listing it, so a change meanwhile only makes the next refresh compute it again) instead of the
+    listing; "" when the driver gives none: the region is listed, and its listing hashed."""
+    fingerprint = getattr(engine.session(ref.target), "listing_fingerprint", None)
+    try:
+        value = fingerprint(ref.name) if fingerprint is not None and master else None
+        return _inputs_hash(engine, ref, master, b"fingerprint", value) if value else ""
+    except Exception:  # noqa: BLE001 (listing the region reports what is wrong, in its turn)
+        return ""
+
+
+def _inputs_hash(engine: GlanceSync, ref: RegionRef, master: bytes, kind: bytes, region: bytes) -> str:
+    """The hash of everything but the region's listing, then `region` (its listing's `kind` of hash)."""
+    config = engine.config
+    head = marshal.dumps(
+        (SNAPSHOT_FORMAT, code_version(), RegionSnapshot.OTHER_IMAGES_KEPT, ref.fullname, ref.target,
+         config.master_region, _policy(config.targets[ref.target]), engine.tenant_id(ref.target)),
+        0,
+    )  # fmt: skip
+    return hashlib.blake2b(head + master + kind + b"\0" + region, digest_size=16).hexdigest()
 
 
 def master_inputs(engine: GlanceSync) -> bytes:
@@ -297,6 +493,11 @@ def code_version() -> str:
     for path in sorted(paths):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def _fresh_unlisted(engine: GlanceSync, region: str, inputs: str) -> bool:
+    """Whether the region's fingerprint inputs (`fingerprint_inputs`; "": none) are those it was stored with."""
+    return bool(inputs) and _still_fresh(engine, parse_region(region, engine.config), inputs)
 
 
 def _still_fresh(engine: GlanceSync, ref: RegionRef, inputs: str) -> bool:
@@ -453,8 +654,21 @@ def store_statuses(
     rows are read once, for the diff and for the new problems alike. `inputs`: what they were computed from
     (`region_inputs`), so that the next refresh can tell whether it needs to compute them at all. Called in
     a transaction, it joins it without a savepoint (`savepoint=False`) or in one."""
-    now = timezone.now()
     rows = [_row(entry, changes or {}, reasons or {}) for entry in statuses]
+    return store_rows(region, target, rows, warnings, others, inputs, savepoint)
+
+
+def store_rows(
+    region: str,
+    target: str,
+    rows: list[_Row],
+    warnings: list[str] | None = None,
+    others: list[dict] | None = None,
+    inputs: str = "",
+    savepoint: bool = True,
+) -> Stored:
+    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them."""
+    now = timezone.now()
     others = others or []
     with transaction.atomic(savepoint=savepoint):
         old = _stored_rows(region)
@@ -466,7 +680,7 @@ def store_statuses(
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
                 "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
                 "read_failures": 0, "unreadable_since": None,
-                "status_counts": status_counts(statuses),
+                "status_counts": status_counts(rows),
                 "plan_totals": _plan_totals(rows), "inputs": inputs,
             },
         )  # fmt: skip
@@ -637,7 +851,8 @@ class _Writer:
             columns = _columns(self.KEY + self.HEAD + CONTENT_FIELDS)
             sql = f"INSERT INTO {self.table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
             rows = sorted(rows, key=_by_name)
-            self.cursor.executemany(sql, [(self.region, r.name, *self._head(r, p), *self._content(r)) for p, r in rows])
+            region, at, content = self.region, self.at, self._content  # a first refresh: 1.5 M rows
+            self.cursor.executemany(sql, [(region, r.name, r.status, p, r.digest, at, *content(r)) for p, r in rows])
 
     def update(self, rows: list[tuple[int, int, _Row]]) -> None:
         if rows:
@@ -687,9 +902,16 @@ def _new_problems(region: str, rows: list[_Row], old: dict[str, _Old]) -> list[d
 
 
 def _plan_totals(rows: list[_Row]) -> dict[str, list[int]]:
-    return plan_totals((row.status, row.content[REASON] == PROTECTED_COPY, 1, row.content[SIZE]) for row in rows)
+    """plan_totals of the rows grouped by (status, blocked) first: a few groups instead of 15,000 rows."""
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for row in rows:
+        content = row.content
+        group = groups.setdefault((row.status, content[REASON] == PROTECTED_COPY), [0, 0])
+        group[0] += 1
+        group[1] += content[SIZE]
+    return plan_totals((status, blocked, count, size) for (status, blocked), (count, size) in groups.items())
 
 
-def status_counts(statuses: list[ImageStatus]) -> dict[str, int]:
+def status_counts(statuses: list[ImageStatus] | list[_Row]) -> dict[str, int]:
     """{status: images}, stored with the rows: /metrics reads these instead of counting the rows."""
     return dict(sorted(Counter(entry.status for entry in statuses).items()))

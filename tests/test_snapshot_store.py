@@ -2,6 +2,7 @@
 region, with the order, the counts and the new-problem alerts as a full rewrite would give them; and it lists the
 regions concurrently (sync.snapshot.listings)."""
 
+import os
 import threading
 import time
 from collections import Counter
@@ -215,9 +216,15 @@ def test_regions_stored_together_are_stored_whole_or_not_at_all(demo_cloud, monk
     assert all(contents(region) != rows for region, rows in before.items())
 
 
+def no_fingerprint(session, region):
+    """A driver without listing fingerprints (an OpenStack): a refresh lists every region and hashes it."""
+    return None
+
+
 def test_the_regions_are_listed_at_once_so_a_slow_one_costs_only_its_own_time(demo_cloud, settings, monkeypatch):
     settings.GLANCESYNC_REFRESH_WORKERS = 8
     refresh_status()
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)  # every region listed again
     listing = FileTargetSession.list_images
     running, most = set(), [0]
     lock = threading.Lock()
@@ -296,13 +303,15 @@ def count_computed(monkeypatch) -> Counter:
 
 def test_it_does_not_compute_again_a_region_whose_inputs_have_not_changed(demo_cloud, monkeypatch):
     refresh_status()
-    computed = count_computed(monkeypatch)
+    computed, listed = count_computed(monkeypatch), count_listed(monkeypatch)
     edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
     refresh_status()
     assert set(computed) == {"Valencia"}
+    assert listed == {"Madrid": 1, "Valencia": 1}  # the master region: once, by the engine, for the master images
     computed.clear()
+    listed.clear()
     refresh_status()
-    assert not computed
+    assert not computed and listed == {"Madrid": 1}  # an unchanged file is not even listed (its fingerprint)
     assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
 
 
@@ -435,3 +444,215 @@ def test_a_property_marshal_cannot_write_makes_the_region_computed_every_time(in
     listing[0].user_properties["when"] = object()
     assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) == ""
     assert snapshot.region_inputs(engine, ref, listing[1:], b"") == ""
+
+
+# --- the driver's listing fingerprint (FileTargetSession.listing_fingerprint) ----------------------------
+
+
+def count_listed(monkeypatch) -> Counter:
+    """Regions listed, by bare name, from here on."""
+    listed, listing = Counter(), FileTargetSession.list_images
+
+    def counted(self, region):
+        listed[region] += 1
+        return listing(self, region)
+
+    monkeypatch.setattr(FileTargetSession, "list_images", counted)
+    return listed
+
+
+def test_a_changed_master_computes_every_region_again(demo_cloud, monkeypatch):
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    edit_region(demo_cloud, "Madrid", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert set(computed) == set(RegionSnapshot.objects.values_list("region", flat=True))
+
+
+def test_without_fingerprints_every_region_is_listed_and_only_changed_ones_computed(demo_cloud, monkeypatch):
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)
+    refresh_status()
+    listed, computed = count_listed(monkeypatch), count_computed(monkeypatch)
+    refresh_status()
+    assert not computed
+    assert len(listed) == RegionSnapshot.objects.count() and listed["Madrid"] == 2  # the engine's, the region's
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+
+
+def test_a_file_changed_while_its_region_is_listed_is_computed_again_next_time(demo_cloud, monkeypatch):
+    refresh_status()
+    listing, edited = FileTargetSession.list_images, []
+
+    def changed_once_listed(self, region):
+        images = listing(self, region)
+        if region == "Valencia" and not edited:  # a fingerprint taken now would be the new file's
+            edited.append(region)
+            edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+        return images
+
+    edit_region(demo_cloud, "Valencia", lambda images: images[:-1])  # listed by the next refresh
+    monkeypatch.setattr(FileTargetSession, "list_images", changed_once_listed)
+    refresh_status()
+    computed = count_computed(monkeypatch)
+    refresh_status()
+    assert set(computed) == {"Valencia"}
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_the_fingerprint_of_a_file_changes_with_its_bytes_and_not_otherwise(demo_cloud):
+    engine = build_engine()
+    session = engine.session("master")
+    before = session.listing_fingerprint("Valencia")
+    assert build_engine().session("master").listing_fingerprint("Valencia") == before  # another cloud, same file
+    assert session.listing_fingerprint("Sevilla") != before
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    assert session.listing_fingerprint("Valencia") != before
+    assert session.listing_fingerprint("Nowhere") is None
+
+
+def test_a_region_this_run_has_loaded_has_no_fingerprint(demo_cloud):
+    session = build_engine().session("master")
+    image = session.list_images("Valencia")[0]
+    session.update_image("Valencia", image)  # loads the region: its listing now comes from memory
+    assert session.listing_fingerprint("Valencia") is None
+
+
+def test_the_drivers_source_counts_in_the_code_version():
+    assert "clouds" in snapshot._CODE  # the file cloud's fingerprint is its reading code's as much as the file's
+
+
+# --- regions computed by forked processes (sync.snapshot._forked) --------------------------------------------
+
+SNAPSHOT_FIELDS = ("region", "target", "error", "warnings", "other_images", "other_images_total", "status_counts",
+                   "plan_totals", "inputs", "transfer")  # fmt: skip
+
+
+def snapshots() -> list[tuple]:
+    return list(RegionSnapshot.objects.order_by("region").values_list(*SNAPSHOT_FIELDS))
+
+
+def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch):
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    alone = contents(), snapshots()
+    empty_the_snapshot()
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    forks = processes_forked(monkeypatch)
+    refresh_status()
+    assert forks == [2] and (contents(), snapshots()) == alone
+
+
+def test_without_fingerprints_forked_processes_check_the_hash_of_their_listing(demo_cloud, monkeypatch):
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    refresh_status()
+    before = rows_by_pair()
+    with CaptureQueriesContext(connection) as queries:
+        refresh_status()
+    assert writes_to_the_snapshot(queries.captured_queries) == [] and rows_by_pair() == before
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()
+    assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
+
+
+def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypatch):
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    (demo_cloud / "backup_Valencia.csv").write_text("Valencia,too,few,columns\r\n")
+    summary = refresh_status()
+    assert "Valencia" in summary and summary.count("; ") == 1
+    assert RegionSnapshot.objects.exclude(error="").get().region == "Valencia"
+    assert ImageState.objects.filter(region="Sevilla").exists()
+
+
+def test_a_forked_process_that_dies_stops_the_refresh_and_leaves_no_process(demo_cloud, monkeypatch):
+    refresh_status()
+    before = contents()
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)  # every region computed
+    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    monkeypatch.setattr(snapshot, "_forked_compute", lambda *args: os._exit(3))  # what the children inherit
+    engine = build_engine()
+    with pytest.raises(RuntimeError, match="ended early"):
+        snapshot.refresh_regions(engine, snapshot.all_regions(engine))
+    assert contents() == before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was waited for
+
+
+def test_a_small_refresh_forks_no_process(demo_cloud, monkeypatch):
+    forks = processes_forked(monkeypatch)
+    refresh_status()
+    assert forks == [1]  # 8 regions of about 20 images: far fewer pairs than FORK_PAIRS
+
+
+def processes_forked(monkeypatch) -> list[int]:
+    """The processes each refresh from here on computes its regions with (1: none forked)."""
+    chosen, processes = [], snapshot._processes
+
+    def counted(engine, regions):
+        chosen.append(processes(engine, regions))
+        return chosen[-1]
+
+    monkeypatch.setattr(snapshot, "_processes", counted)
+    return chosen
+
+
+def empty_the_snapshot() -> None:
+    ImageState.objects.all().delete()
+    RegionSnapshot.objects.all().delete()
+
+
+# --- a first refresh builds the indexes after its rows (SQLite; sync.snapshot._indexes_built_after) ----------
+
+
+def image_state_indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        present = connection.introspection.get_constraints(cursor, TABLE)
+    return {index.name for index in ImageState._meta.indexes} & set(present)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's first refresh")
+def test_a_first_refresh_inserts_without_the_indexes_and_builds_them_after(demo_cloud, monkeypatch):
+    refresh_status()
+    indexed = contents(), snapshots()
+    empty_the_snapshot()
+    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    during, store = [], snapshot.store_rows
+
+    def seen(*args, **kwargs):
+        during.append(image_state_indexes())
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "store_rows", seen)
+    refresh_status()
+    assert during and not any(during)
+    assert image_state_indexes() == {index.name for index in ImageState._meta.indexes}
+    assert (contents(), snapshots()) == indexed
+    during.clear()
+    edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
+    refresh_status()  # not a first refresh: the indexes stay
+    assert during == [image_state_indexes()] and during[0]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's first refresh")
+def test_indexes_a_killed_first_refresh_left_dropped_are_built_by_the_next(demo_cloud, monkeypatch):
+    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot, "_build_missing_indexes", lambda: None)  # killed before it could
+    refresh_status()
+    assert not image_state_indexes()
+    monkeypatch.undo()
+    refresh_status()
+    assert image_state_indexes() == {index.name for index in ImageState._meta.indexes}
+
+
+def test_a_fingerprint_that_fails_makes_the_region_listed(demo_cloud, monkeypatch):
+    refresh_status()
+
+    def failing(session, region):
+        raise OSError("unreadable")
+
+    monkeypatch.setattr(FileTargetSession, "listing_fingerprint", failing)
+    listed = count_listed(monkeypatch)
+    assert refresh_status().startswith("statuses of")
+    assert len(listed) == RegionSnapshot.objects.count()

@@ -47,6 +47,14 @@ class TargetSession(Protocol):
         """Every image of the region the credential can see, unfiltered, in listing order."""
         ...
 
+    def listing_fingerprint(self, region: str) -> bytes | None:
+        """Optional: bytes that change whenever list_images(region) could give another listing, cheaper than
+        listing (the file cloud hashes the region's file). A refresh takes it before listing and skips the
+        listing of a region whose snapshot was computed from the same; None, or a driver without it, makes
+        the refresh list the region and hash the listing. The driver's module counts in the snapshot's
+        code version (`sync.snapshot.code_version`)."""
+        ...
+
     def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
         """The image's bytes as an iterator of chunks (never the whole image at once)."""
         ...

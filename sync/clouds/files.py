@@ -256,6 +256,26 @@ class FileTargetSession:
             raise GlanceSyncError(f"{key}: {action}. Cause: no such region in {self.cloud.directory}")
         return images
 
+    def listing_fingerprint(self, region: str) -> bytes | None:
+        """A hash of what list_images would read the region from: its file's bytes, size, inode and time (the
+        stat tells apart a file changed and changed back). None when the listing would not come from the file
+        (this run has loaded the region) or the file cannot be read: the caller hashes the listing instead."""
+        import hashlib  # here: this method is the file cloud's whole part in the snapshot's fingerprints
+
+        key = self._fullname(region)
+        with self.cloud.region_lock(key):
+            with self.cloud._lock:
+                if self.cloud._known().get(key, True) is not None:  # unknown, or loaded in memory
+                    return None
+            try:
+                with open(self.cloud._path(key), "rb") as stream:
+                    stat = os.fstat(stream.fileno())
+                    digest = hashlib.blake2b(stream.read(), digest_size=16)
+            except OSError:
+                return None
+        digest.update(f"{stat.st_size} {stat.st_ino} {stat.st_mtime_ns}".encode())
+        return digest.digest()
+
 
 def _first_repeated_id(images: list[Image]) -> str:
     seen: set[str] = set()
