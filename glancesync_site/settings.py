@@ -209,6 +209,10 @@ GLANCESYNC_REFRESH_TIMEOUT_SECONDS = env_int("GLANCESYNC_REFRESH_TIMEOUT_SECONDS
 # A status refresh lists this many regions at once (the listings are network calls on an OpenStack), so a slow or
 # unreachable region costs its own timeout, not the sum of all; the database writes stay in one thread.
 GLANCESYNC_REFRESH_WORKERS = max(1, env_int("GLANCESYNC_REFRESH_WORKERS", 8))
+# Processes that list and compute a refresh's regions on a cloud that forks safely (the file cloud, whose listing is
+# CPU work); the task's process keeps every query and the storing. 0: one per usable CPU once a refresh has enough
+# pairs to compute for forking to pay; 1: none.
+GLANCESYNC_REFRESH_PROCESSES = max(0, env_int("GLANCESYNC_REFRESH_PROCESSES", 0))
 # SQLite's page cache (MiB) of the connection that stores a refresh, while it does: a fleet's snapshot indexes are
 # hundreds of MB, and each region's rows go in all over them; with SQLite's 2 MiB default, most of a first refresh
 # was pages evicted and read again. Other connections keep the default.

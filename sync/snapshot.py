@@ -248,22 +248,17 @@ def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: 
 # the master images and the selections are known compute the regions (`_computed`, no database); this process
 # keeps every database query and stores the regions as they come.
 
-PROCESSES = "GLANCESYNC_REFRESH_PROCESSES"  # processes computing a refresh's regions; 1: none; default: CPUs
 FORK_PAIRS = 200_000  # (region, master image) pairs to compute below which forking costs more than it saves
 
 
 def _processes(engine: GlanceSync, regions: int) -> int:
+    """GLANCESYNC_REFRESH_PROCESSES (0: one per usable CPU, once there are FORK_PAIRS pairs to compute)."""
     if not getattr(engine.cloud, "forks_safely", False) or not hasattr(os, "fork"):
         return 1
-    wanted = os.environ.get(PROCESSES, "").strip()
+    wanted = settings.GLANCESYNC_REFRESH_PROCESSES
     if not wanted and len(engine.master) * regions < FORK_PAIRS:
         return 1
-    try:
-        processes = int(wanted) if wanted else len(os.sched_getaffinity(0))
-    except ValueError:
-        logger.warning("%s=%r: not a number of processes; none forked", PROCESSES, wanted)
-        return 1
-    return max(1, min(processes, regions))
+    return max(1, min(wanted or len(os.sched_getaffinity(0)), regions))
 
 
 def _forked(

@@ -533,20 +533,20 @@ def snapshots() -> list[tuple]:
     return list(RegionSnapshot.objects.order_by("region").values_list(*SNAPSHOT_FIELDS))
 
 
-def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch):
+def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch, settings):
     edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
     refresh_status()
     alone = contents(), snapshots()
     empty_the_snapshot()
-    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    settings.GLANCESYNC_REFRESH_PROCESSES = 2
     forks = processes_forked(monkeypatch)
     refresh_status()
     assert forks == [2] and (contents(), snapshots()) == alone
 
 
-def test_without_fingerprints_forked_processes_check_the_hash_of_their_listing(demo_cloud, monkeypatch):
+def test_without_fingerprints_forked_processes_check_the_hash_of_their_listing(demo_cloud, monkeypatch, settings):
     monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)
-    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    settings.GLANCESYNC_REFRESH_PROCESSES = 2
     refresh_status()
     before = rows_by_pair()
     with CaptureQueriesContext(connection) as queries:
@@ -557,8 +557,8 @@ def test_without_fingerprints_forked_processes_check_the_hash_of_their_listing(d
     assert ImageState.objects.get(region="Valencia", image_name="cirros-0.6.2-x86_64").status == "error_checksum"
 
 
-def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypatch):
-    monkeypatch.setenv(snapshot.PROCESSES, "2")
+def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypatch, settings):
+    settings.GLANCESYNC_REFRESH_PROCESSES = 2
     (demo_cloud / "backup_Valencia.csv").write_text("Valencia,too,few,columns\r\n")
     summary = refresh_status()
     assert "Valencia" in summary and summary.count("; ") == 1
@@ -566,11 +566,11 @@ def test_an_unreadable_region_among_forked_ones_fails_alone(demo_cloud, monkeypa
     assert ImageState.objects.filter(region="Sevilla").exists()
 
 
-def test_a_forked_process_that_dies_stops_the_refresh_and_leaves_no_process(demo_cloud, monkeypatch):
+def test_a_forked_process_that_dies_stops_the_refresh_and_leaves_no_process(demo_cloud, monkeypatch, settings):
     refresh_status()
     before = contents()
     monkeypatch.setattr(FileTargetSession, "listing_fingerprint", no_fingerprint)  # every region computed
-    monkeypatch.setenv(snapshot.PROCESSES, "2")
+    settings.GLANCESYNC_REFRESH_PROCESSES = 2
     monkeypatch.setattr(snapshot, "_forked_compute", lambda *args: os._exit(3))  # what the children inherit
     engine = build_engine()
     with pytest.raises(RuntimeError, match="ended early"):
@@ -584,6 +584,16 @@ def test_a_small_refresh_forks_no_process(demo_cloud, monkeypatch):
     forks = processes_forked(monkeypatch)
     refresh_status()
     assert forks == [1]  # 8 regions of about 20 images: far fewer pairs than FORK_PAIRS
+
+
+def test_enough_pairs_fork_one_process_per_cpu_unless_the_setting_says_otherwise(demo_cloud, monkeypatch, settings):
+    monkeypatch.setattr(snapshot, "FORK_PAIRS", 1)
+    forks = processes_forked(monkeypatch)
+    refresh_status()
+    empty_the_snapshot()  # every region to compute again
+    settings.GLANCESYNC_REFRESH_PROCESSES = 1
+    refresh_status()
+    assert forks == [min(len(os.sched_getaffinity(0)), 8), 1]  # 8 regions
 
 
 def processes_forked(monkeypatch) -> list[int]:
