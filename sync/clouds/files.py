@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import secrets
 import threading
@@ -88,6 +89,23 @@ class FileCloud:
         if loaded is None:
             return list(self._load(key).values())
         return [_copy(image) for image in loaded.values()]
+
+    def fingerprint(self, key: str) -> bytes | None:
+        """A hash of the region's file: its bytes, size, inode and time (the stat tells apart a file changed and
+        changed back). None when a listing would not come from the file (this run has loaded the region, so
+        its changes may not be saved yet) or the file cannot be read."""
+        with self.region_lock(key):
+            with self._lock:
+                if self._known().get(key, True) is not None:  # unknown, or loaded in memory
+                    return None
+            try:
+                with open(self._path(key), "rb") as stream:
+                    stat = os.fstat(stream.fileno())
+                    digest = hashlib.blake2b(stream.read(), digest_size=16)
+            except OSError:
+                return None
+        digest.update(f"{stat.st_size} {stat.st_ino} {stat.st_mtime_ns}".encode())
+        return digest.digest()
 
     def save(self, key: str) -> None:
         """Rewrite the region's file atomically (a temp file in the same folder, then os.replace)."""
@@ -257,24 +275,8 @@ class FileTargetSession:
         return images
 
     def listing_fingerprint(self, region: str) -> bytes | None:
-        """A hash of what list_images would read the region from: its file's bytes, size, inode and time (the
-        stat tells apart a file changed and changed back). None when the listing would not come from the file
-        (this run has loaded the region) or the file cannot be read: the caller hashes the listing instead."""
-        import hashlib  # here: this method is the file cloud's whole part in the snapshot's fingerprints
-
-        key = self._fullname(region)
-        with self.cloud.region_lock(key):
-            with self.cloud._lock:
-                if self.cloud._known().get(key, True) is not None:  # unknown, or loaded in memory
-                    return None
-            try:
-                with open(self.cloud._path(key), "rb") as stream:
-                    stat = os.fstat(stream.fileno())
-                    digest = hashlib.blake2b(stream.read(), digest_size=16)
-            except OSError:
-                return None
-        digest.update(f"{stat.st_size} {stat.st_ino} {stat.st_mtime_ns}".encode())
-        return digest.digest()
+        """A hash of what list_images would read the region from (FileCloud.fingerprint); None: hash the listing."""
+        return self.cloud.fingerprint(self._fullname(region))
 
 
 def _first_repeated_id(images: list[Image]) -> str:
