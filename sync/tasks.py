@@ -20,7 +20,16 @@ from sync.engine.glancesync import GlanceSync, RegionResult
 from sync.engine.model import GlanceSyncError
 from sync.engine.regions import build_region_list
 from sync.engine.reporter import Cancelled, Reporter
-from sync.models import Backup, ClusterHeartbeat, RefreshRequest, RegionRun, RunState, StatusRefresh, SyncRun
+from sync.models import (
+    Backup,
+    ClusterHeartbeat,
+    RefreshRequest,
+    RegionRun,
+    RegionSnapshot,
+    RunState,
+    StatusRefresh,
+    SyncRun,
+)
 from sync.snapshot import all_regions, refresh_region, refresh_regions
 
 logger = logging.getLogger(__name__)
@@ -220,21 +229,30 @@ def refresh_status(regions: list[str] | None = None, request_id: int | None = No
             RefreshRequest.finish(request_id, summary)
 
 
-def _refresh(regions: list[str] | None) -> str:
+def _refresh(asked: list[str] | None) -> str:
     try:
         engine = build_engine()
     except ConsoleError as error:  # nothing readable: the pages say why
         return _not_refreshed(str(error))
     try:
-        regions = _expand(engine, regions) if regions else all_regions(engine)
+        regions = _expand(engine, asked) if asked else all_regions(engine)
     except GlanceSyncError as error:  # a target removed since the refresh was asked for, a catalog error
         return _not_refreshed(safe_message(error, engine.config))
     failed = refresh_regions(engine, regions)
+    if not asked:
+        _remove_unconfigured(regions)
     StatusRefresh.objects.create(
         master_region=engine.config.master_region, regions=len(regions), failed_regions=len(failed)
     )
     summary = f"statuses of {len(regions) - len(failed)} of {len(regions)} regions refreshed"
     return summary + "".join(f"; {region}: {error}" for region, error in failed.items())
+
+
+def _remove_unconfigured(regions: list[str]) -> None:
+    """After a refresh of every region: the snapshot keeps only the regions it refreshed (see remove_all_but)."""
+    gone = RegionSnapshot.remove_all_but(regions)
+    if gone:
+        logger.info("Status snapshot: removed %d regions no longer configured: %s", len(gone), ", ".join(gone))
 
 
 def _not_refreshed(message: str) -> str:

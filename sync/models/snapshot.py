@@ -74,6 +74,19 @@ class RegionSnapshot(models.Model):
         return f"snapshot of {self.region}"
 
     @classmethod
+    def remove_all_but(cls, regions: list[str]) -> list[str]:
+        """Delete the snapshot (and ImageState rows) of every region not in `regions`, the regions of the
+        configuration as a full refresh found them: a region removed from a target, a target removed, an old
+        master region. Otherwise the pages, metrics and alerts would keep them, frozen, for ever.
+        Returns the regions removed."""
+        with transaction.atomic():
+            gone = list(cls.objects.exclude(region__in=regions).values_list("region", flat=True))
+            if gone:
+                ImageState.objects.filter(region__in=gone).delete()
+                cls.objects.filter(region__in=gone).delete()
+        return sorted(gone)
+
+    @classmethod
     def recount(cls, regions: list[str]) -> None:
         """Store the status counts and plan totals of these regions again from their ImageState rows (after rows
         changed status in place); call it in the transaction that changed them. The rows are then no longer
