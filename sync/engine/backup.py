@@ -17,7 +17,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from sys import intern
 from typing import IO, Any
@@ -164,6 +164,86 @@ def _fast_images(lines: list[str], source_name: str) -> list[Image]:
                 raise BackupFormatError(f"{source_name} line {_number(lines, line)}: {e}") from None
         append(image)
     return images
+
+
+def master_tails(path: str | os.PathLike[str], marker: str) -> tuple[dict[str, str], dict[str, Image]]:
+    """The master file's twin candidates: name -> the tail (`status,...,properties[,lifecycle]`) of its row, for
+    every name only one row has, and name -> the image that row reads as (the prototype of its twins). A row
+    the fast path would not read, or whose tail holds `marker` (a driver's upload marker, which listing
+    removes), is left out; a file the fast path cannot read gives none."""
+    try:
+        with open(path, "rb") as stream:
+            lines = simple_lines(stream.read().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return {}, {}
+    if lines is None:
+        return {}, {}
+    tails: dict[str, str] = {}
+    rows: dict[str, str] = {}
+    repeated: set[str] = set()
+    for line in lines:
+        parts = line.split(",", 3)
+        if len(parts) != 4 or '"' in parts[0] or '"' in parts[1] or '"' in parts[2]:
+            continue
+        name = parts[1]
+        if name in rows:
+            repeated.add(name)
+        rows[name] = line
+        tails[name] = parts[3]
+    prototypes: dict[str, Image] = {}
+    for name, line in rows.items():
+        if name in repeated or marker in tails[name]:
+            continue
+        try:
+            images = _fast_images([line], str(path))
+        except (BackupFormatError, _NotSimple):
+            continue
+        if len(images) == 1:
+            prototypes[name] = images[0]
+    return {name: tails[name] for name in prototypes}, prototypes
+
+
+def read_with_twins(
+    path: str | os.PathLike[str], tails: dict[str, str]
+) -> tuple[list[Image], list[int], list[str], list[str], list[int], Callable[[list[int]], list[Image]]] | None:
+    """A region file split into its twins (rows `region,name,id,tail` whose tail is `tails[name]`) and the
+    other rows' images, as read_backup reads them: (images, their line indices, twin names, twin ids, twin
+    line indices, a function reading the images of twins by index). None when read_backup should read the
+    file (it raises the error, or reads what the fast path does not: blank lines, csv's own cases)."""
+    try:
+        with open(path, "rb") as stream:
+            lines = simple_lines(stream.read().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    if lines is None:
+        return None
+    with collector_paused():
+        others: list[str] = []
+        positions: list[int] = []
+        names: list[str] = []
+        ids: list[str] = []
+        twins: list[int] = []
+        tail_of = tails.get
+        for index, line in enumerate(lines):  # every row of every region: a split and a string comparison
+            parts = line.split(",", 3)
+            if len(parts) == 4 and tail_of(parts[1]) == parts[3] and '"' not in parts[0] and '"' not in parts[2]:
+                names.append(parts[1])  # a quote in the name makes it another name than the master's row's
+                ids.append(parts[2])
+                twins.append(index)
+            else:
+                others.append(line)
+                positions.append(index)
+        try:
+            images = _fast_images(others, str(path))
+        except (BackupFormatError, _NotSimple):
+            return None
+    if len(images) != len(others):  # a blank line: read_backup skips it
+        return None
+
+    def twin_images(indices: list[int]) -> list[Image]:
+        return _fast_images([lines[twins[i]] for i in indices], str(path))
+
+    return images, positions, names, ids, twins, twin_images
 
 
 def _number(lines: list[str], line: str) -> int:
