@@ -99,17 +99,15 @@ class _NotSimple(Exception):
 def simple_lines(text: str) -> list[str] | None:
     """The lines of a text whose rows csv.reader would end exactly at its `\r\n`s, as this project's files;
     None when another line break is there (a `\r` or `\n` alone, which csv also ends a row at, maybe inside
-    a quoted field), a NUL (csv refused it before Python 3.11) or a line longer than csv's field limit."""
+    a quoted field), a NUL (csv refused it before Python 3.11) or a line longer than csv's field limit.
+    (csv reads its lines as io.StringIO(newline="") splits them, at `\r`, `\n` and `\r\n` only.)"""
     if "\0" in text:
         return None
-    # One pass splits at every line break; only if they are all `\r\n` (the only two-character one) does
-    # the text's length come out as the lines' plus two per break. The sentinel keeps a last break in view.
-    lines = (text + "x").splitlines()
-    if len(text) + 1 != sum(map(len, lines)) + 2 * (len(lines) - 1):
+    lines = text.split("\r\n")  # two counts, scans in C, rule out a lone `\r` or `\n`
+    if text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
         return None
-    last = lines.pop()[:-1]
-    if last:
-        lines.append(last)
+    if not lines[-1]:
+        lines.pop()
     limit = csv.field_size_limit()
     if len(text) > limit and max(map(len, lines), default=0) > limit:
         return None
