@@ -107,9 +107,7 @@ class FileCloud:
             known = self._known()
             if known.get(key, True) is not None or known.get(master_key, True) is not None:
                 return None
-            if master_key not in self._master_tails:
-                self._master_tails[master_key] = master_tails(self._path(master_key), UPLOAD_MARKER)
-            tails, prototypes = self._master_tails[master_key]
+            tails, prototypes = self._master_rows(master_key)
         read = read_with_twins(self._path(key), tails)
         if read is None:
             return None
@@ -117,6 +115,18 @@ class FileCloud:
         if len(set(ids).union(image.id for image in images)) != len(ids) + len(images):
             return None  # a repeated id: listing() reports it
         return TwinListing(images, positions, names, ids, twins, prototypes, twin_images)
+
+    def _master_rows(self, master_key: str) -> tuple[dict[str, str], dict[str, Image]]:
+        """master_tails() of the master region's file, read once per run (lock held)."""
+        if master_key not in self._master_tails:
+            self._master_tails[master_key] = master_tails(self._path(master_key), UPLOAD_MARKER)
+        return self._master_tails[master_key]
+
+    def prepare_twins(self, master_key: str) -> None:
+        """Read the master region's rows for listing_with_twins now (before worker processes fork)."""
+        with self._lock:
+            if self._known().get(master_key, True) is None:
+                self._master_rows(master_key)
 
     def fingerprint(self, key: str) -> bytes | None:
         """A hash of the region's file: its bytes, size, inode and time (the stat tells apart a file changed and
@@ -212,6 +222,10 @@ class FileTargetSession:
                 f"{key}: Error retrieving image list. Cause: no such region in {self.cloud.directory}"
             )
         return _unmarked(images)
+
+    def prepare_twins(self, master_region: str) -> None:
+        """Optional (TargetSession): what list_with_twins shares between regions, worked out now."""
+        self.cloud.prepare_twins(master_region)
 
     def list_with_twins(self, region: str, master_region: str) -> TwinListing | None:
         """Optional (TargetSession): list_images(region) with the rows that read as the master region's row of

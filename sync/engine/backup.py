@@ -188,16 +188,19 @@ def master_tails(path: str | os.PathLike[str], marker: str) -> tuple[dict[str, s
             repeated.add(name)
         rows[name] = line
         tails[name] = parts[3]
-    prototypes: dict[str, Image] = {}
-    for name, line in rows.items():
-        if name in repeated or marker in tails[name]:
-            continue
-        try:
-            images = _fast_images([line], str(path))
-        except (BackupFormatError, _NotSimple):
-            continue
-        if len(images) == 1:
-            prototypes[name] = images[0]
+    kept = [name for name in rows if name not in repeated and marker not in tails[name]]
+    try:  # all at once; one by one if a row fails (or is blank)
+        images = _fast_images([rows[name] for name in kept], str(path))
+    except (BackupFormatError, _NotSimple):
+        images = []
+    if len(images) == len(kept):
+        prototypes = dict(zip(kept, images, strict=True))
+    else:
+        prototypes = {}
+        for name in kept:
+            with contextlib.suppress(BackupFormatError, _NotSimple):
+                for image in _fast_images([rows[name]], str(path)):
+                    prototypes[name] = image
     return {name: tails[name] for name in prototypes}, prototypes
 
 

@@ -313,6 +313,9 @@ class GlanceSync:
             try:
                 self.selected(target)
                 self.tenant_id(target)
+                prepare_twins = getattr(self.session(target), "prepare_twins", None)
+                if prepare_twins is not None:
+                    prepare_twins(self.config.master_region)
             except Exception:  # noqa: BLE001, S112 (reported per region, when its status is asked for)
                 continue
 
