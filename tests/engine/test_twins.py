@@ -132,6 +132,16 @@ def test_a_twin_of_a_master_row_the_master_filters_out_changes_nothing(tmp_path)
     assert general[0] == "pending_upload,Burgos,img1\r\n"  # another tenant's image cannot be renamed to follow
 
 
+def test_a_twin_of_an_ami_image_is_decided_by_the_ami_rules(tmp_path):
+    kernel = master_image(1, user_properties={"type": "kernel"})
+    machine = master_image(2, user_properties={"type": "machine", "kernel_id": kernel.id})
+    write(tmp_path, MASTER, [kernel, machine])
+    write(tmp_path, "Burgos", [copy_of(kernel, "rk"), copy_of(machine, "rm")])  # still the master's kernel id
+    twins, general = both_ways(tmp_path, config(), "Burgos")
+    assert twins == general
+    assert "pending_metadata,Burgos,img2\r\n" in general[0]  # its kernel_id is to point at the region's kernel
+
+
 # --- generated mixes ---------------------------------------------------------------------------------
 
 _FATES = ("same", "same", "same", "props", "checksum", "foreign", "inactive", "twice", "dup", "renamed", "hidden")
@@ -171,8 +181,8 @@ def fleets(draw):
         if fate == "missing":
             continue
         copy = copy_of(master, f"r{i}")
-        if "kernel_id" in copy.user_properties:
-            copy.user_properties["kernel_id"] = draw(st.sampled_from(("r1", "gone")))
+        if "kernel_id" in copy.user_properties:  # the region's kernel, a stale id, or the master's (a twin)
+            copy.user_properties["kernel_id"] = draw(st.sampled_from(("r1", "gone", copy.user_properties["kernel_id"])))
         if fate == "props":
             copy.user_properties = {**copy.user_properties, "nid": 1}
         elif fate == "checksum":
