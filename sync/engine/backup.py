@@ -225,15 +225,28 @@ def read_with_twins(
         ids: list[str] = []
         twins: list[int] = []
         tail_of = tails.get
+        add_name, add_id, add_twin, add_other, add_position = (
+            names.append,
+            ids.append,
+            twins.append,
+            others.append,
+            positions.append,
+        )
         for index, line in enumerate(lines):  # every row of every region: a split and a string comparison
-            parts = line.split(",", 3)
-            if len(parts) == 4 and tail_of(parts[1]) == parts[3] and '"' not in parts[0] and '"' not in parts[2]:
-                names.append(parts[1])  # a quote in the name makes it another name than the master's row's
-                ids.append(parts[2])
-                twins.append(index)
+            try:
+                region, name, image_id, tail = line.split(",", 3)
+            except ValueError:  # fewer than 4 fields
+                add_other(line)
+                add_position(index)
+                continue
+            # a quote in the name makes it another name than the master row's: only the region and id to check
+            if tail_of(name) == tail and '"' not in region and '"' not in image_id:
+                add_name(name)
+                add_id(image_id)
+                add_twin(index)
             else:
-                others.append(line)
-                positions.append(index)
+                add_other(line)
+                add_position(index)
         try:
             images = _fast_images(others, str(path))
         except (BackupFormatError, _NotSimple):
