@@ -31,6 +31,8 @@ Issue #17 adds two measures (`--only pairs,cli`):
           with a glancesync.conf written next to the folder (`<folder>.conf`, the file cloud needs no
           credentials): wall time, CPU time and max RSS (from /usr/bin/time), and every output row compared
           with the truth; goals <= 10 s and <= 512 MiB, >= 15x faster than the original (151-159 s, 4.0 GiB).
+          On a file cloud it lists with twins (rows that read as the master's row of their name, decided
+          without their images: GlanceSync.export_status), so it no longer runs `pairs`' path for them.
 
 The truth (`status_truth.csv` in the folder) is every pair's status derived from the generated images by the
 spec's rules, in the most direct way and independently of the engine's code (see `region_truth`).

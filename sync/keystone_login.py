@@ -31,12 +31,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import v2, v3
 
 from sync.clouds import FILES_SCHEME
-from sync.clouds.openstack import _auth_url
 from sync.models import KeystoneIdentity, MasterSettings, Target
 
 logger = logging.getLogger(__name__)
@@ -104,6 +100,8 @@ def keystone_source() -> KeystoneSource | None:
     if insecure is None:
         insecure = master.insecure if master else False
     cacert = settings.GLANCESYNC_KEYSTONE_CACERT or (master.cacert if master else "")
+    from sync.clouds.openstack import _auth_url  # the SDK loads when a Keystone is configured, not with the app
+
     return KeystoneSource(
         auth_url=_auth_url(url, version),
         api_version=version,
@@ -200,6 +198,11 @@ class KeystoneAnswer:
 def ask_keystone(source: KeystoneSource, username: str, password: str, domain: str | None) -> KeystoneAnswer:
     """The user's identity and roles in the source's project. The password goes in one request (an unscoped token:
     one failed attempt counts once against a Keystone lockout policy); the scope is asked with that token."""
+    # keystoneauth (and the OpenStack SDK) load at the first login, not with the app: manage.py commands start faster
+    from keystoneauth1 import exceptions as ks_exceptions
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v2, v3
+
     session = ks_session.Session(verify=source.verify, timeout=source.timeout)
     try:
         if source.v3:
@@ -239,6 +242,8 @@ def ask_keystone(source: KeystoneSource, username: str, password: str, domain: s
 
 def _cause(error: Exception) -> str:
     """keystoneauth's messages name the URL and the status, never the credentials."""
+    from keystoneauth1 import exceptions as ks_exceptions
+
     if isinstance(error, ks_exceptions.HttpError):
         return f"HTTP {error.http_status}"
     return f"{type(error).__name__}: {error}"

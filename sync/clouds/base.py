@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sync.engine.model import Image, TargetPolicy
+from sync.engine.model import Image, TargetPolicy, TwinListing
 
 # Set on every image a driver creates and removed once its data is complete: an image that still has it and
 # is not active is an upload that was cut short (a crash, a killed server) and the next sync removes it.
@@ -53,6 +53,17 @@ class TargetSession(Protocol):
         listing of a region whose snapshot was computed from the same; None, or a driver without it, makes
         the refresh list the region and hash the listing. The driver's module counts in the snapshot's
         code version (`sync.snapshot.code_version`)."""
+        ...
+
+    def list_with_twins(self, region: str, master_region: str) -> TwinListing | None:
+        """Optional: list_images(region) for a status-only run, with the rows that read exactly as the master
+        region's row of the same name (every field but id and region) given as twins, by name and id, and a
+        prototype image of their fields (sync.engine.model.TwinListing); None: call list_images. The engine
+        decides most twins without their images (GlanceSync.export_status). The file cloud has it."""
+        ...
+
+    def prepare_twins(self, master_region: str) -> None:
+        """Optional, with list_with_twins: work out what it shares between regions now (before a fork)."""
         ...
 
     def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:

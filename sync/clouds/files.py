@@ -19,8 +19,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from sync.clouds.base import UPLOAD_MARKER, ImageSource, ProgressCallback
-from sync.engine.backup import BackupFormatError, backup_file_name, read_backup, write_backup
-from sync.engine.model import GlanceSyncError, Image, TargetPolicy
+from sync.engine.backup import (
+    BackupFormatError,
+    backup_file_name,
+    master_tails,
+    read_backup,
+    read_with_twins,
+    write_backup,
+)
+from sync.engine.model import GlanceSyncError, Image, TargetPolicy, TwinListing
 
 _PREFIX, _SUFFIX = "backup_", ".csv"
 _FLAT_VALUES = (str, int, float, bool, type(None))
@@ -43,6 +50,7 @@ class FileCloud:
         self._lock = threading.Lock()  # guards the two dicts below
         self._regions: dict[str, Region | None] | None = None  # key -> loaded region, None until needed
         self._region_locks: dict[str, threading.Lock] = {}  # one per region: regions may sync in parallel
+        self._master_tails: dict[str, tuple[dict[str, str], dict[str, Image]]] = {}  # key -> master_tails()
 
     def session(self, target: TargetPolicy) -> FileTargetSession:
         return FileTargetSession(self, target)
@@ -89,6 +97,36 @@ class FileCloud:
         if loaded is None:
             return list(self._load(key).values())
         return [_copy(image) for image in loaded.values()]
+
+    def listing_with_twins(self, key: str, master_key: str) -> TwinListing | None:
+        """The region's listing split into the twins of the master region `master_key`'s rows and the other
+        rows' images (sync.engine.backup.read_with_twins); None when listing() should give it: the region is
+        loaded in memory (its changes may not be saved yet), missing, or its file is not one the fast path
+        reads (caller holds region_lock(key))."""
+        with self._lock:
+            known = self._known()
+            if known.get(key, True) is not None or known.get(master_key, True) is not None:
+                return None
+            tails, prototypes = self._master_rows(master_key)
+        read = read_with_twins(self._path(key), tails)
+        if read is None:
+            return None
+        images, positions, names, ids, twins, twin_images = read
+        if len(set(ids).union(image.id for image in images)) != len(ids) + len(images):
+            return None  # a repeated id: listing() reports it
+        return TwinListing(images, positions, names, ids, twins, prototypes, twin_images)
+
+    def _master_rows(self, master_key: str) -> tuple[dict[str, str], dict[str, Image]]:
+        """master_tails() of the master region's file, read once per run (lock held)."""
+        if master_key not in self._master_tails:
+            self._master_tails[master_key] = master_tails(self._path(master_key), UPLOAD_MARKER)
+        return self._master_tails[master_key]
+
+    def prepare_twins(self, master_key: str) -> None:
+        """Read the master region's rows for listing_with_twins now (before worker processes fork)."""
+        with self._lock:
+            if self._known().get(master_key, True) is None:
+                self._master_rows(master_key)
 
     def fingerprint(self, key: str) -> bytes | None:
         """A hash of the region's file: its bytes, size, inode and time (the stat tells apart a file changed and
@@ -183,11 +221,25 @@ class FileTargetSession:
             raise GlanceSyncError(
                 f"{key}: Error retrieving image list. Cause: no such region in {self.cloud.directory}"
             )
-        for image in images:  # a membership test first: this runs for every image of every listing
-            properties = image.user_properties
-            if UPLOAD_MARKER in properties and properties.pop(UPLOAD_MARKER) is not None:
-                image.extra["unfinished_upload"] = image.status != "active"
-        return images
+        return _unmarked(images)
+
+    def prepare_twins(self, master_region: str) -> None:
+        """Optional (TargetSession): what list_with_twins shares between regions, worked out now."""
+        self.cloud.prepare_twins(master_region)
+
+    def list_with_twins(self, region: str, master_region: str) -> TwinListing | None:
+        """Optional (TargetSession): list_images(region) with the rows that read as the master region's row of
+        the same name kept as twins (a status-only run decides most of them without their images); None
+        when only list_images can give this listing."""
+        key = self._fullname(region)
+        with self.cloud.region_lock(key):
+            listing = self.cloud.listing_with_twins(key, master_region)
+        if listing is None:
+            return None
+        _unmarked(listing.images)
+        read_twins = listing.twin_images
+        listing.twin_images = lambda indices: _unmarked(read_twins(indices))
+        return listing
 
     def read_image_data(self, region: str, image: Image) -> Iterable[bytes]:
         return iter(())  # metadata only: there are no bytes to stream
@@ -277,6 +329,15 @@ class FileTargetSession:
     def listing_fingerprint(self, region: str) -> bytes | None:
         """A hash of what list_images would read the region from (FileCloud.fingerprint); None: hash the listing."""
         return self.cloud.fingerprint(self._fullname(region))
+
+
+def _unmarked(images: list[Image]) -> list[Image]:
+    """The images with the upload marker taken out of their properties, an unfinished upload marked in extra."""
+    for image in images:  # a membership test first: this runs for every image of every listing
+        properties = image.user_properties
+        if UPLOAD_MARKER in properties and properties.pop(UPLOAD_MARKER) is not None:
+            image.extra["unfinished_upload"] = image.status != "active"
+    return images
 
 
 def _first_repeated_id(images: list[Image]) -> str:

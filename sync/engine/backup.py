@@ -17,7 +17,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from sys import intern
 from typing import IO, Any
@@ -99,17 +99,15 @@ class _NotSimple(Exception):
 def simple_lines(text: str) -> list[str] | None:
     """The lines of a text whose rows csv.reader would end exactly at its `\r\n`s, as this project's files;
     None when another line break is there (a `\r` or `\n` alone, which csv also ends a row at, maybe inside
-    a quoted field), a NUL (csv refused it before Python 3.11) or a line longer than csv's field limit."""
+    a quoted field), a NUL (csv refused it before Python 3.11) or a line longer than csv's field limit.
+    (csv reads its lines as io.StringIO(newline="") splits them, at `\r`, `\n` and `\r\n` only.)"""
     if "\0" in text:
         return None
-    # One pass splits at every line break; only if they are all `\r\n` (the only two-character one) does
-    # the text's length come out as the lines' plus two per break. The sentinel keeps a last break in view.
-    lines = (text + "x").splitlines()
-    if len(text) + 1 != sum(map(len, lines)) + 2 * (len(lines) - 1):
+    lines = text.split("\r\n")  # two counts, scans in C, rule out a lone `\r` or `\n`
+    if text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
         return None
-    last = lines.pop()[:-1]
-    if last:
-        lines.append(last)
+    if not lines[-1]:
+        lines.pop()
     limit = csv.field_size_limit()
     if len(text) > limit and max(map(len, lines), default=0) > limit:
         return None
@@ -164,6 +162,102 @@ def _fast_images(lines: list[str], source_name: str) -> list[Image]:
                 raise BackupFormatError(f"{source_name} line {_number(lines, line)}: {e}") from None
         append(image)
     return images
+
+
+def master_tails(path: str | os.PathLike[str], marker: str) -> tuple[dict[str, str], dict[str, Image]]:
+    """The master file's twin candidates: name -> the tail (`status,...,properties[,lifecycle]`) of its row, for
+    every name only one row has, and name -> the image that row reads as (the prototype of its twins). A row
+    the fast path would not read, or whose tail holds `marker` (a driver's upload marker, which listing
+    removes), is left out; a file the fast path cannot read gives none."""
+    try:
+        with open(path, "rb") as stream:
+            lines = simple_lines(stream.read().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return {}, {}
+    if lines is None:
+        return {}, {}
+    tails: dict[str, str] = {}
+    rows: dict[str, str] = {}
+    repeated: set[str] = set()
+    for line in lines:
+        parts = line.split(",", 3)
+        if len(parts) != 4 or '"' in parts[0] or '"' in parts[1] or '"' in parts[2]:
+            continue
+        name = parts[1]
+        if name in rows:
+            repeated.add(name)
+        rows[name] = line
+        tails[name] = parts[3]
+    kept = [name for name in rows if name not in repeated and marker not in tails[name]]
+    try:  # all at once; one by one if a row fails (or is blank)
+        images = _fast_images([rows[name] for name in kept], str(path))
+    except (BackupFormatError, _NotSimple):
+        images = []
+    if len(images) == len(kept):
+        prototypes = dict(zip(kept, images, strict=True))
+    else:
+        prototypes = {}
+        for name in kept:
+            with contextlib.suppress(BackupFormatError, _NotSimple):
+                for image in _fast_images([rows[name]], str(path)):
+                    prototypes[name] = image
+    return {name: tails[name] for name in prototypes}, prototypes
+
+
+def read_with_twins(
+    path: str | os.PathLike[str], tails: dict[str, str]
+) -> tuple[list[Image], list[int], list[str], list[str], list[int], Callable[[list[int]], list[Image]]] | None:
+    """A region file split into its twins (rows `region,name,id,tail` whose tail is `tails[name]`) and the
+    other rows' images, as read_backup reads them: (images, their line indices, twin names, twin ids, twin
+    line indices, a function reading the images of twins by index). None when read_backup should read the
+    file (it raises the error, or reads what the fast path does not: blank lines, csv's own cases)."""
+    try:
+        with open(path, "rb") as stream:
+            lines = simple_lines(stream.read().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    if lines is None:
+        return None
+    with collector_paused():
+        others: list[str] = []
+        positions: list[int] = []
+        names: list[str] = []
+        ids: list[str] = []
+        twins: list[int] = []
+        tail_of = tails.get
+        add_name, add_id, add_twin, add_other, add_position = (
+            names.append,
+            ids.append,
+            twins.append,
+            others.append,
+            positions.append,
+        )
+        for index, line in enumerate(lines):  # every row of every region: a split and a string comparison
+            try:
+                region, name, image_id, tail = line.split(",", 3)
+            except ValueError:  # fewer than 4 fields
+                add_other(line)
+                add_position(index)
+                continue
+            # a quote in the name makes it another name than the master row's: only the region and id to check
+            if tail_of(name) == tail and '"' not in region and '"' not in image_id:
+                add_name(name)
+                add_id(image_id)
+                add_twin(index)
+            else:
+                add_other(line)
+                add_position(index)
+        try:
+            images = _fast_images(others, str(path))
+        except (BackupFormatError, _NotSimple):
+            return None
+    if len(images) != len(others):  # a blank line: read_backup skips it
+        return None
+
+    def twin_images(indices: list[int]) -> list[Image]:
+        return _fast_images([lines[twins[i]] for i in indices], str(path))
+
+    return images, positions, names, ids, twins, twin_images
 
 
 def _number(lines: list[str], line: str) -> int:
@@ -324,7 +418,6 @@ def _padded(row: list[str]) -> list[str]:
 _STR = r"'[^'\\\n]*'"
 _VALUE = rf"(?:{_STR}|-?(?:0|[1-9][0-9]*)|True|False|None)"
 _FLAT_DICT = re.compile(rf"\{{(?:{_STR}: {_VALUE}(?:, (?=')|(?=\}})))*\}}")
-_ITEM = re.compile(r"'([^'\\\n]*)': (?:'([^'\\\n]*)'|(-?[0-9]+)|(True|False|None))")
 _CONSTANTS = {"True": True, "False": False, "None": None}
 
 
@@ -334,7 +427,7 @@ def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     if not text.strip():
         return {}, True
     if _FLAT_DICT.fullmatch(text):
-        return {k: _CONSTANTS[c] if c else int(n) if n else v for k, v, n, c in _ITEM.findall(text)}, True
+        return _flat_dict(text), True
     try:
         value = ast.literal_eval(text.strip())  # also accepts the u'' prefixes of Python 2 backups
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -342,6 +435,25 @@ def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise _RowError(f"properties {_clip(text)} are not a dict literal with string keys")
     return value, all(isinstance(v, _SCALARS) for v in value.values())
+
+
+def _flat_dict(text: str) -> dict[str, Any]:
+    """The dict of a text _FLAT_DICT matches, split at its quotes (no string in it holds one), twice as fast
+    as a findall of its items: every key is followed by `: ` and a quoted value (then `, ` or nothing), or
+    by `: <int|True|False|None>` (then `, ` or nothing)."""
+    parts = text[1:-1].split("'")
+    items: dict[str, Any] = {}
+    i, end = 1, len(parts)
+    while i < end:
+        key, after = parts[i], parts[i + 1]
+        if after == ": ":  # a string: the next part, then its separator
+            items[key] = parts[i + 2]
+            i += 4
+        else:
+            value = after[2:-2] if after.endswith(", ") else after[2:]
+            items[key] = _CONSTANTS[value] if value in _CONSTANTS else int(value)
+            i += 2
+    return items
 
 
 def _clip(text: str, limit: int = 80) -> str:

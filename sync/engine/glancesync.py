@@ -5,19 +5,37 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from itertools import chain
+from operator import itemgetter
+from typing import Any, TextIO
 
 from sync.clouds.base import Cloud, ImageSource, TargetSession
 from sync.engine import backup
 from sync.engine.memory import collector_paused
-from sync.engine.model import GLANCE_DOWNLOAD, STREAM, GlanceSyncError, Image, SyncConfig, TargetPolicy
+from sync.engine.model import (
+    AMI_PROPERTIES,
+    GLANCE_DOWNLOAD,
+    STREAM,
+    GlanceSyncError,
+    Image,
+    SyncConfig,
+    TargetPolicy,
+    TwinListing,
+)
 from sync.engine.regions import RegionRef, parse_region, target_regions
 from sync.engine.reporter import Cancelled, RecordingReporter, Reporter
 from sync.engine.rotation import Rotations, checksum_index
 from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
-from sync.engine.status import ImageStatus, compute_statuses, match_region_images
+from sync.engine.status import (
+    ImageStatus,
+    compute_statuses,
+    is_identical_copy,
+    match_region_images,
+    takes_its_name,
+)
 from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
 
 ERROR_STATUSES = ("error_checksum", "error_ami")
@@ -51,18 +69,79 @@ def format_mb(size: int) -> str:
     return text if any(c in text for c in ".en") else text + ".0"
 
 
-def status_rows(fullname: str, statuses: list[ImageStatus]) -> str:
-    """The `status,region,image` rows of csv.writer (minimal quoting, `\r\n`), joined: formatted directly
-    when no field needs quoting (a status never does), five times faster than the writer; else the writer's."""
-    rows = [f"{entry.status},{fullname},{entry.master.name}\r\n" for entry in statuses]
+def status_rows(fullname: str, statuses: list[tuple[str, str]]) -> str:
+    """The `status,region,image` rows of csv.writer (minimal quoting, `\r\n`) of (status, image name) pairs,
+    joined: formatted directly when no field needs quoting (a status never does), five times faster than the
+    writer; else the writer's."""
+    rows = [f"{status},{fullname},{name}\r\n" for status, name in statuses]
     text = "".join(rows)
     # each row has its 2 commas and its line break; any other comma, quote, line break (or a NUL) needs the writer
     special = '"' in text or "\0" in text or text.count(",") != 2 * len(rows)
     if not special and text.count("\r") == text.count("\n") == len(rows):
         return text
     stream = io.StringIO()
-    csv.writer(stream, lineterminator="\r\n").writerows((e.status, fullname, e.master.name) for e in statuses)
+    csv.writer(stream, lineterminator="\r\n").writerows((status, fullname, name) for status, name in statuses)
     return stream.getvalue()
+
+
+def _row_of(entry: ImageStatus) -> tuple[str, str]:
+    return entry.status, entry.master.name
+
+
+class _TwinVerdicts:
+    """What a target makes of the twins of each master row (their prototype): `alone`, the names whose twin
+    is `ok` when no other row has the name (a managed, not retired image; by the matching's rules, kept
+    without a warning; by the status step's, an identical copy); `passed`, the names whose twin the
+    matching ignores and the rotations pass by (no managed image has the name; the master image of that
+    name has its checksum). Learnt once per name, as the selection is computed once: the engine's master
+    images do not change once listed, nor the driver's prototypes."""
+
+    def __init__(self, prototypes: dict[str, Image], selected: list[Image], retired: list[Image]) -> None:
+        self.prototypes = prototypes
+        self.retired = {image.name for image in retired}
+        self.known: set[str] = set()
+        self.alone: set[str] = set()
+        self.passed: set[str] = set()
+        self.order = {image.name: index for index, image in enumerate(selected)}  # the selection's order
+
+    def learn(self, names: set[str], managed: dict[str, Image], masters: dict[str, Image], tenant_id: str) -> None:
+        new = names - self.known
+        if not new:
+            return
+        for name in new:
+            prototype = self.prototypes[name]
+            master = managed.get(name)
+            if master is None:
+                namesake = masters.get(name)
+                if namesake is not None and namesake.checksum == prototype.checksum:
+                    self.passed.add(name)
+            elif (
+                name not in self.retired
+                and takes_its_name(prototype, tenant_id)
+                and is_identical_copy(prototype, master)
+            ):
+                self.alone.add(name)
+        self.known.update(new)
+
+
+class _TwinCopy:
+    """A twin decided `ok`, in the region map the status step looks kernel/ramdisk names up in: its id."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, image_id: str) -> None:
+        self.id = image_id
+
+
+class _ListingNeeded(Exception):
+    """A rotation is to be followed: it looks at every image of the region, twins too."""
+
+
+class _Unlisted:
+    """The listing a rotation is given when the twins have no images: it may not look at it."""
+
+    def __iter__(self) -> Iterator[Image]:
+        raise _ListingNeeded
 
 
 class GlanceSync:
@@ -78,6 +157,8 @@ class GlanceSync:
         self._selected: dict[str, list[Image]] = {}
         self._retired: dict[str, list[Image]] = {}
         self._managed: dict[str, dict[str, Image]] = {}
+        self._twin_verdicts: dict[str, _TwinVerdicts] = {}  # target -> what its twins' prototypes make them
+        self._referred_names: dict[str, set[str]] = {}
         listing = self.session("master").list_images(config.master_region)
         self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
         replace_ami_ids_by_names(self.master, self.reporter)
@@ -134,9 +215,96 @@ class GlanceSync:
         return self.statuses(ref, listing, reporter or self.reporter)[0]
 
     def export_status(self, region: str, stream: TextIO, reporter: Reporter | None = None) -> None:
-        """Write `status,region,image` CSV rows (the original's --show-status format)."""
+        """Write `status,region,image` CSV rows (the original's --show-status format). A driver that lists
+        with twins (`list_with_twins`) spares building the images of most identical copies."""
         ref = parse_region(region, self.config)
-        stream.write(status_rows(ref.fullname, self.region_status(ref, reporter)))
+        reporter = reporter or self.reporter
+        pairs = self._twin_statuses(ref, reporter)
+        if pairs is None:
+            pairs = [_row_of(entry) for entry in self.region_status(ref, reporter)]
+        stream.write(status_rows(ref.fullname, pairs))
+
+    def _twin_statuses(self, ref: RegionRef, reporter: Reporter) -> list[tuple[str, str]] | None:
+        """(status, master name) of region_status() from a listing with twins, or None when it must list (no
+        such driver, the master region, a rotation to follow). A twin is `ok` without its image when no other
+        row has its name and _TwinVerdicts says so; a twin the matching ignores and the rotations pass by is
+        left out. Every other twin is read into an image, in its place in the listing, and every image goes
+        through the matching and status steps as it would."""
+        list_with_twins = getattr(self.session(ref.target), "list_with_twins", None)
+        if list_with_twins is None or self.is_master_region(ref):
+            return None
+        listing = list_with_twins(ref.name, self.config.master_region)
+        if listing is None:
+            return None
+        with collector_paused():
+            return self._statuses_with_twins(ref, listing, reporter)
+
+    def _statuses_with_twins(
+        self, ref: RegionRef, listing: TwinListing, reporter: Reporter
+    ) -> list[tuple[str, str]] | None:
+        target = self.config.targets[ref.target]
+        selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
+        retired = self._retired[ref.target]
+        names = listing.names
+        verdicts = self._twin_verdicts.get(ref.target)
+        if verdicts is None or verdicts.prototypes is not listing.prototypes:
+            verdicts = self._twin_verdicts[ref.target] = _TwinVerdicts(listing.prototypes, selected, retired)
+        present = set(names)
+        verdicts.learn(present, managed, self.master, tenant_id)
+        copies = present & verdicts.alone  # ok unless another row has the name: then the matching decides
+        copies.difference_update(image.name for image in listing.images)
+        if len(present) != len(names):
+            copies.difference_update(name for name, count in Counter(names).items() if count > 1)
+        wanted = present - copies - verdicts.passed
+        images = listing.images
+        if wanted:  # each in its place in the listing: the matching's warnings and preferences follow its order
+            read = [i for i, name in enumerate(names) if name in wanted]
+            positions = [listing.twin_positions[i] for i in read]
+            placed = chain(
+                zip(listing.positions, images, strict=True), zip(positions, listing.twin_images(read), strict=True)
+            )
+            images = [image for _, image in sorted(placed, key=itemgetter(0))]
+        matching = RecordingReporter()
+        unmatched: list[Image] | None = [] if target.follow_rotations else None
+        found = match_region_images(
+            ref.fullname, images, managed, tenant_id, target.only_tenant_images, matching, unmatched
+        )
+        first = RecordingReporter()
+        if unmatched is not None:
+            rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
+            try:
+                if rotations.follow(_Unlisted(), found, unmatched) is not found:
+                    return None
+            except _ListingNeeded:
+                return None  # a rotation looks at every image of the region: list it
+        referred = copies.intersection(self._referred(ref.target))
+        if referred:  # the status step looks kernels and ramdisks up by name, and reads their ids
+            index = dict(zip(names, range(len(names)), strict=True))
+            stand_ins: Any = found
+            for name in referred:
+                stand_ins[name] = _TwinCopy(listing.ids[index[name]])
+        order = verdicts.order
+        rest = list(map(managed.__getitem__, sorted(order.keys() - copies, key=order.__getitem__)))
+        statuses, _ = compute_statuses(rest, found, target, retired)
+        for level, message in matching.records + first.records:
+            reporter.log(level, message)
+        if len(statuses) == len(rest):  # no retired image followed: the selection's order
+            decided = {entry.master.name: entry.status for entry in statuses}
+            return [(decided.get(name, "ok"), name) for name in order]
+        rows = [(e.master.size, e.master.name, e.status) for e in statuses]
+        rows += [(m.size, m.name, "ok") for m in selected if m.name in copies]
+        return [(status, name) for _, name, status in sorted(rows, key=itemgetter(0, 1))]
+
+    def _referred(self, target: str) -> set[str]:
+        """The names the target's managed images refer to as kernel or ramdisk (computed once, as the selection)."""
+        if target not in self._referred_names:
+            self._referred_names[target] = {
+                str(image.user_properties[prop])
+                for image in self.managed(target).values()
+                for prop in AMI_PROPERTIES
+                if prop in image.user_properties
+            }
+        return self._referred_names[target]
 
     def prepare(self, targets: list[str]) -> None:
         """Work out now what every region of these targets shares (selections, tenant ids), so that worker
@@ -145,6 +313,9 @@ class GlanceSync:
             try:
                 self.selected(target)
                 self.tenant_id(target)
+                prepare_twins = getattr(self.session(target), "prepare_twins", None)
+                if prepare_twins is not None:
+                    prepare_twins(self.config.master_region)
             except Exception:  # noqa: BLE001, S112 (reported per region, when its status is asked for)
                 continue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,26 @@ def _copied(value: Any, memo: dict[int, Any]) -> Any:
             key = copy.deepcopy(key, memo)  # noqa: PLW2901
         copied[key] = item if type(item) in _ATOMIC else copy.deepcopy(item, memo)
     return copied
+
+
+@dataclass
+class TwinListing:
+    """A region's listing as a driver may give it to a status-only run (`list_with_twins`): the *twins*, rows
+    that read exactly as a row of the master region of the same name (every field but the id and region),
+    kept as names and ids, and every other row as an image. The engine decides a twin from its prototype
+    (what its fields read as) without building its image, or asks for the image when a rule needs it.
+
+    `images` and `positions`: the other rows' images, as list_images gives them, and their indices in the
+    listing; `names`, `ids` and `twin_positions`: the twins'; `prototypes`: name -> an image of the twins'
+    fields (shared, never changed); `twin_images(indices)`: the images list_images gives for those twins."""
+
+    images: list[Image]
+    positions: list[int]
+    names: list[str]
+    ids: list[str]
+    twin_positions: list[int]
+    prototypes: dict[str, Image]
+    twin_images: Callable[[list[int]], list[Image]]
 
 
 @dataclass

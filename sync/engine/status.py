@@ -63,6 +63,28 @@ def match_region_images(
     return found
 
 
+def takes_its_name(image: Image, tenant_id: str) -> bool:
+    """match_region_images keeps the image, without a warning, when no other image has its name: active, and
+    the tenant's own or ownerless (its owner test, with the tenant padded by the caller in a loop)."""
+    owner = image.owner
+    return image.status == "active" and not (owner and owner != tenant_id and padded(owner) != padded(tenant_id))
+
+
+def is_identical_copy(region: Image, master: Image) -> bool:
+    """compute_statuses' first test, which makes a copy `ok` (the same rule, inlined there): the same content,
+    properties, visibility, hidden flag and name, no master tags, and no kernel/ramdisk reference."""
+    return (
+        region.checksum == master.checksum
+        and region.user_properties == master.user_properties
+        and not master.tags
+        and region.visibility == master.visibility
+        and region.hidden == master.hidden
+        and region.name == master.name
+        and "kernel_id" not in master.user_properties
+        and "ramdisk_id" not in master.user_properties
+    )
+
+
 def _preference(image: Image, master: Image) -> tuple[bool, bool]:
     """Among region images of one name: the master's content first (the original's rule), then a visible one."""
     return image.checksum == master.checksum, not image.hidden

@@ -4,6 +4,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.engine.backup import (
     BackupFormatError,
@@ -271,3 +273,24 @@ def test_the_fast_properties_parser_agrees_with_literal_eval():
         parsed, _ = _parse_properties(text)
         assert parsed == ast.literal_eval(text) == props, text
         assert [type(v) for v in parsed.values()] == [type(v) for v in props.values()], text
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(alphabet="ab ':,{}\\\"-_0é\r", max_size=6),
+        st.one_of(
+            st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.text(alphabet="ab ':,{}\\-_0\r", max_size=8)
+        ),
+        max_size=5,
+    )
+)
+def test_any_repr_of_a_flat_dict_parses_as_literal_eval_does(props):
+    import ast
+
+    from sync.engine.backup import _parse_properties
+
+    text = repr(props)
+    parsed, flat = _parse_properties.__wrapped__(text)  # uncached: each text parsed here
+    assert parsed == ast.literal_eval(text) == props and flat
+    assert [type(v) for v in parsed.values()] == [type(v) for v in props.values()]

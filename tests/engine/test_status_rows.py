@@ -6,7 +6,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.engine.glancesync import status_rows
+from sync.engine.glancesync import status_rows as rows_of_pairs
 from sync.engine.model import STATUSES, Image
 from sync.engine.status import ImageStatus
 
@@ -19,6 +19,10 @@ def written(fullname: str, statuses: list[ImageStatus]) -> str:
 
 def entries(names: list[str]) -> list[ImageStatus]:
     return [ImageStatus(STATUSES[i % len(STATUSES)], Image(name, str(i), "M"), None) for i, name in enumerate(names)]
+
+
+def status_rows(fullname: str, statuses: list[ImageStatus]) -> str:
+    return rows_of_pairs(fullname, [(e.status, e.master.name) for e in statuses])
 
 
 def test_plain_rows_are_the_writer_s():
