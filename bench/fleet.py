@@ -13,8 +13,10 @@ directly. Three refreshes are timed, in this order, in each run:
 * changed   - the checksum of 1 % of each region's images changed in the region's backup file: it should write
               about 1 % of the rows. The files are then restored and refreshed again (untimed but counted).
 
-Each gives seconds (wall clock) and the ImageState rows written (inserted, changed, moved, deleted, as
-`sync.snapshot.store_rows` reports them). The database is SQLite under --workdir (its size is reported), or,
+Each gives seconds (wall clock), CPU seconds (this process and the processes it forked; on a local PostgreSQL
+the server's processes apart), the seconds storing (`sync.snapshot.store_rows`) and building the indexes a first
+refresh dropped, and the ImageState rows written (inserted, changed, moved, deleted, as `store_rows` reports
+them). The database is SQLite under --workdir (its size is reported), or,
 with --database postgres, the PostgreSQL of the GLANCESYNC_DB_* variables (`eval "$(tests/services/start.sh)"`).
 
 Pages can be measured on the same fleet: `ready_fleet()` returns a fleet whose database has the configuration
@@ -38,6 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +187,7 @@ class Written:
     moved: int = 0
     deleted: int = 0
     seconds: float = 0.0  # spent in store_rows: reading the old rows, diffing, writing (the rows are built before)
+    indexing: float = 0.0  # spent building ImageState's indexes a first refresh dropped (_build_missing_indexes)
 
     @property
     def total(self) -> int:
@@ -203,8 +207,13 @@ class RowCounter:
         from sync import snapshot
 
         self.written = Written()
-        self._original = snapshot.store_rows
-        snapshot.store_rows = self._counting
+        self._original, self._build = snapshot.store_rows, snapshot._build_missing_indexes
+        snapshot.store_rows, snapshot._build_missing_indexes = self._counting, self._building
+
+    def _building(self) -> None:
+        start = time.perf_counter()
+        self._build()
+        self.written.indexing += time.perf_counter() - start
 
     def _counting(self, *args, **kwargs):
         start = time.perf_counter()
@@ -239,10 +248,51 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+def server_cpu() -> float | None:
+    """CPU seconds of the PostgreSQL server's processes so far, those that ended included (counted in their
+    postmaster's children's time), when it runs on this machine; None on SQLite or a server elsewhere."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    try:
+        postmaster = _proc_stat(backend)[1]
+        times = _proc_stat(postmaster)
+    except OSError:
+        return None
+    total = sum(times[11:15])  # its own user and system time, and its ended children's
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with suppress(OSError):
+                fields = _proc_stat(int(entry.name))
+                if fields[1] == postmaster:
+                    total += fields[11] + fields[12]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[int]:
+    """/proc/PID/stat's numbers after the command's name, its state as 0: [1] is the parent's pid, [11:15] the
+    user, system, ended children's user and ended children's system times, in clock ticks."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return [0] + [int(value) for value in text[text.rindex(")") + 2 :].split()[1:15]]
+
+
 def empty_snapshot() -> None:
+    """No snapshot, as on a new install. On PostgreSQL the tables are truncated: a DELETE would leave the last
+    run's 1.5 M dead rows for the next first refresh's inserts and index builds to wade through."""
+    from django.db import connection
+
     from sync.models import ImageState, RegionSnapshot, StatusRefresh
 
-    for model in (ImageState, RegionSnapshot, StatusRefresh):
+    models = (ImageState, RegionSnapshot, StatusRefresh)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE " + ", ".join(connection.ops.quote_name(m._meta.db_table) for m in models))
+        return
+    for model in models:
         model.objects.all().delete()
 
 
@@ -251,11 +301,14 @@ class Series:
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     written: list[Written] = field(default_factory=list)
+    server: list[float] = field(default_factory=list)
 
-    def add(self, seconds: float, cpu: float, written: Written) -> None:
+    def add(self, seconds: float, cpu: float, written: Written, server: float | None = None) -> None:
         self.seconds.append(seconds)
         self.cpu.append(cpu)
         self.written.append(written)
+        if server is not None:
+            self.server.append(server)
 
     @property
     def median(self) -> float:
@@ -278,12 +331,15 @@ def measure(fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = 
                 log(f"  run {run}: {change(fleet, share):,} images changed in the cloud")
             elif name == "restored":
                 restore(fleet)
-            own = time.process_time()
+            own, server = time.process_time(), server_cpu()
             seconds, cpu = refresh()
             own = time.process_time() - own
+            server = server_cpu() - server if server is not None else None
             written = counter.take()
-            results[name].add(seconds, cpu, written)
-            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, this process {own:6.1f} s, storing {written.seconds:5.1f} s)"
+            results[name].add(seconds, cpu, written, server)
+            timing = f"{seconds:6.1f} s (cpu {cpu:6.1f} s, this process {own:6.1f} s"
+            timing += f", server {server:6.1f} s" if server is not None else ""
+            timing += f", storing {written.seconds:5.1f} s, indexing {written.indexing:5.1f} s)"
             load = os.getloadavg()[0]  # the machine's load when it ended: wall times depend on it
             log(f"  run {run}: {name:9} {timing}, {written}, load average {load:.1f}")
     restore(fleet)
@@ -321,13 +377,17 @@ def report(fleet: Fleet, results: dict[str, Series], runs: int) -> None:
     print(f"Processes ({PROCESSES}): {os.environ.get(PROCESSES) or 'CPUs, when the cloud forks safely'}")
     print(f"Database: {database_size(fleet)}")
     print(f"Medians of {runs} runs:")
-    print("| refresh | median | runs | cpu (median) | of which storing (median) | rows written |")
-    print("|---|---|---|---|---|---|")
+    print("| refresh | median | runs | cpu (median) | server cpu (median) | storing (median) | indexing (median) |"
+          " rows written |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for name, series in results.items():
         runs_text = " ".join(f"{s:.1f}" for s in series.seconds)
         cpu, storing = statistics.median(series.cpu), statistics.median(w.seconds for w in series.written)
+        indexing = statistics.median(w.indexing for w in series.written)
+        server = f"{statistics.median(series.server):.1f} s" if series.server else "-"
         print(
-            f"| {name} | {series.median:.1f} s | {runs_text} | {cpu:.1f} s | {storing:.1f} s | {series.written[-1]} |"
+            f"| {name} | {series.median:.1f} s | {runs_text} | {cpu:.1f} s | {server} | {storing:.1f} s "
+            f"| {indexing:.1f} s | {series.written[-1]} |"
         )
 
 
