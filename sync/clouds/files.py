@@ -129,7 +129,7 @@ class FileCloud:
     def _owned_rows(self, master_key: str, owner: str) -> tuple[dict[str, str], dict[str, Image]]:
         """owned_tails() of the master region's rows for one owner, worked out once per run (lock held)."""
         if (master_key, owner) not in self._owned_tails:
-            self._owned_tails[master_key, owner] = owned_tails(self._master_rows(master_key)[0], owner)
+            self._owned_tails[master_key, owner] = owned_tails(*self._master_rows(master_key), owner)
         return self._owned_tails[master_key, owner]
 
     def prepare_twins(self, master_key: str, owner: str = "") -> None:

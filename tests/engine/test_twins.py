@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.clouds.files import FileCloud
-from sync.engine.backup import backup_file_name, write_backup
+from sync.engine.backup import backup_file_name, master_tails, owned_tails, read_backup, write_backup
 from sync.engine.glancesync import GlanceSync, status_rows
 from sync.engine.model import Image, SyncConfig, TargetPolicy
 from sync.engine.reporter import RecordingReporter
@@ -184,6 +184,24 @@ def test_copies_the_other_target_s_tenant_owns_are_owned_twins_decided_by_the_ru
     assert listing is not None
     assert listing.owned == {"img0", "img3", "img4", "img90", "img92"}
     assert listing.owned_prototypes["img0"].owner == OWN
+
+
+def test_an_owned_prototype_is_what_its_row_reads_as(tmp_path):
+    masters = [
+        master_image(1),
+        master_image(2, visibility="community", hidden=True, tags=frozenset({"a", "b"}), protected=True),
+        master_image(3, owner=None, is_public=False, user_properties={"kernel_id": "m1", "n": [1]}),
+    ]
+    write(tmp_path, MASTER, masters)
+    tails, prototypes = master_tails(tmp_path / backup_file_name(MASTER), "marker")
+    owned, owned_prototypes = owned_tails(tails, prototypes, OWN)
+    assert set(owned) == {"img1", "img2", "img3"}
+    for name, tail in owned.items():
+        (read,) = read_backup(io.StringIO(f"{MASTER},{name},m,{tail}\r\n"), "owned")
+        prototype = owned_prototypes[name]
+        assert (read.owner, read.id, read.extra) == (OWN, "m", prototype.extra)
+        read.id = prototype.id
+        assert [getattr(read, f) for f in Image.__slots__] == [getattr(prototype, f) for f in Image.__slots__]
 
 
 def test_an_owner_the_fast_path_would_not_read_back_gives_no_owned_twins(tmp_path):
