@@ -26,7 +26,10 @@ wall-clock (time.perf_counter); CPU times are shown too, since they are less sen
 Issue #17 adds two measures (`--only pairs,cli`):
 
 * pairs - the engine alone: `statuses()` of each region with its listing already in memory (read untimed),
-          in microseconds per (region, image) pair; goal <= 3 us;
+          in microseconds per (region, image) pair; goal <= 3 us. A second figure, the twin path: the engine's
+          part of `export_status` (what --show-status runs) with each region's listing with twins in memory
+          (`list_with_twins`, and the twins a rule needs read into images, both untimed), `statuses()` for
+          the regions it does not apply to (the master region, a rotation to follow);
 * cli   - the real `manage.py glancesync --show-status master: other:` of the whole fleet in a child process,
           with a glancesync.conf written next to the folder (`<folder>.conf`, the file cloud needs no
           credentials): wall time, CPU time and max RSS (from /usr/bin/time), and every output row compared
@@ -62,6 +65,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
@@ -69,8 +73,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from sync.clouds.files import FileCloud  # noqa: E402
 from sync.engine import backup  # noqa: E402
 from sync.engine.glancesync import GlanceSync  # noqa: E402
-from sync.engine.model import STATUSES, Image, SyncConfig, TargetPolicy  # noqa: E402
-from sync.engine.regions import parse_region  # noqa: E402
+from sync.engine.memory import collector_paused  # noqa: E402
+from sync.engine.model import STATUSES, Image, SyncConfig, TargetPolicy, TwinListing  # noqa: E402
+from sync.engine.regions import RegionRef, parse_region  # noqa: E402
 from sync.engine.reporter import Reporter  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the generated data changes, so cached folders are not reused
@@ -509,6 +514,65 @@ def pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int]:
     return series, count
 
 
+def twin_pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int]:
+    """The engine's part of `export_status` with twins, listings in memory, as `pairs` measures statuses():
+    each region's TwinListing is read once (untimed), the twins a rule needs read into images by a first,
+    untimed computation (which also learns the twins' verdicts, once per name, as a run's first region does),
+    then its statuses computed `runs` times. Regions without a twin listing take statuses(), as
+    export_status does; returns the series and how many regions did."""
+    engine = GlanceSync(config, FileCloud(folder), QuietReporter())
+    engine.prepare(list(config.targets))  # the master's tails and prototypes, as the CLI before its workers
+    series, count, general = Series(), 0, 0
+    walls, cpus = [0.0] * runs, [0.0] * runs
+    for region in all_regions(engine):
+        ref = parse_region(region, config)
+        session = engine.session(ref.target)
+        listing = None if engine.is_master_region(ref) else session.list_with_twins(ref.name, config.master_region)
+        work: Callable[[], list] | None = None
+        if listing is not None:
+            listing.twin_images = _read_once(listing.twin_images)
+            work = partial(_twin_rows, engine, ref, listing)
+            if work() is None:  # a rotation to follow: export_status lists the region
+                work = None
+        if work is None:
+            general += 1
+            images = session.list_images(ref.name)
+            work = partial(_general_rows, engine, ref, images)
+        gc.collect()
+        for k in range(runs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            rows = work()
+            walls[k] += time.perf_counter() - wall
+            cpus[k] += time.process_time() - cpu
+        count += len(rows)
+        del listing, work, rows
+    series.wall, series.cpu, series.count = walls, cpus, count
+    return series, general
+
+
+def _general_rows(engine: GlanceSync, ref: RegionRef, images: list[Image]) -> list:
+    return engine.statuses(ref, images, engine.reporter)[0]
+
+
+def _twin_rows(engine: GlanceSync, ref: RegionRef, listing: TwinListing) -> list[tuple[str, str]] | None:
+    with collector_paused():  # as GlanceSync._twin_statuses
+        return engine._statuses_with_twins(ref, listing, engine.reporter)
+
+
+def _read_once(read: Callable[[list[int]], list[Image]]) -> Callable[[list[int]], list[Image]]:
+    """twin_images that reads each set of twins once: the timed runs reuse the images (nothing changes them
+    in a status computation), so reading stays out of the figure."""
+    done: dict[tuple[int, ...], list[Image]] = {}
+
+    def images(indices: list[int]) -> list[Image]:
+        key = tuple(indices)
+        if key not in done:
+            done[key] = read(indices)
+        return done[key]
+
+    return images
+
+
 def write_conf(folder: Path) -> Path:
     """The legacy glancesync.conf of make_config(), for the CLI (the file cloud needs no credentials)."""
     config = make_config()
@@ -690,6 +754,18 @@ def print_pairs(series: Series) -> None:
     print(f"goal <= {GOAL_PAIR_US:g} us/pair: {'PASS' if median <= GOAL_PAIR_US else 'FAIL'} ({median:.2f} us)")
 
 
+def print_twin_pairs(series: Series, general: int) -> None:
+    per_pair = [wall / series.count * 1e6 for wall in series.wall]
+    cpu = statistics.median(series.cpu) / series.count * 1e6
+    print()
+    print(
+        f"engine per pair, twin path (export_status's engine part of {series.count:,} pairs, listings with "
+        f"twins in memory; {general} regions by statuses())"
+    )
+    print(f"        median {statistics.median(per_pair):.2f} us/pair (cpu {cpu:.2f} us/pair)")
+    print(f"        runs:  {' '.join(f'{us:.2f}' for us in per_pair)}")
+
+
 def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
     """`issue_fleet`: the 20,000 x 100 fleet the original was measured on (only then are ratios to it shown)."""
     wall, cpu = statistics.median(results.wall), statistics.median(results.cpu)
@@ -748,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     if "pairs" in parts:
         series, count = pairs(folder, config, args.runs)
         print_pairs(series)
+        print_twin_pairs(*twin_pairs(folder, config, args.runs))
     if "cli" in parts:
         issue_fleet = (params.images, params.regions) == (20000, 100)
         print_cli(cli(folder, args.cli_runs), len(read_truth(folder)), issue_fleet)

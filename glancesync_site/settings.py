@@ -52,7 +52,9 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "django_htmx",
-    "ninja",
+    # Not "ninja": the API (sync/api.py) needs no app of it (no Swagger UI, so none of its templates or static
+    # files), and listing it would import ninja and pydantic in every process, ~0.35 s of each manage.py command;
+    # the URLconf imports it where the web serves.
     "sync.apps.SyncAppConfig",
     "csp",
     "axes",  # last, as django-axes asks

@@ -1,9 +1,12 @@
 """`manage.py glancesync --show-status` of a file cloud in worker processes (issue #17): the same output."""
 
+import gc
 import io
 
 import pytest
 from django.core.management import CommandError, call_command
+
+from sync.engine.glancesync import GlanceSync
 
 CONFIG = """\
 [main]
@@ -74,3 +77,19 @@ def test_a_bad_number_of_workers_is_refused(case, monkeypatch):
         "",
         "GLANCESYNC_STATUS_WORKERS='many': not a number of processes",
     )
+
+
+def test_one_process_keeps_the_collector_off_for_every_region_of_a_file_cloud(case, monkeypatch):
+    seen: list[bool] = []
+    export_status = GlanceSync.export_status
+
+    def recorded(self, region, stream, reporter=None):
+        seen.append(gc.isenabled())
+        return export_status(self, region, stream, reporter)
+
+    monkeypatch.setattr(GlanceSync, "export_status", recorded)
+    assert gc.isenabled()
+    out, _, failed = show_status(case, monkeypatch, "1")
+    assert seen == [False] * 5  # each region's paused blocks re-enabled it, then collections scanned them
+    assert gc.isenabled()  # as it was found
+    assert out.count("\r\n") == 4 * 6 and failed == "failed regions: Zamora"

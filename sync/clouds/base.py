@@ -57,9 +57,10 @@ class TargetSession(Protocol):
 
     def list_with_twins(self, region: str, master_region: str) -> TwinListing | None:
         """Optional: list_images(region) for a status-only run, with the rows that read exactly as the master
-        region's row of the same name (every field but id and region) given as twins, by name and id, and a
-        prototype image of their fields (sync.engine.model.TwinListing); None: call list_images. The engine
-        decides most twins without their images (GlanceSync.export_status). The file cloud has it."""
+        region's row of the same name (every field but id and region), or as that row with the target's
+        tenant id as owner (owned twins), given as twins, by name and id, and a prototype image of their
+        fields (sync.engine.model.TwinListing); None: call list_images. The engine decides most twins
+        without their images (GlanceSync.export_status). The file cloud has it."""
         ...
 
     def prepare_twins(self, master_region: str) -> None:

@@ -23,6 +23,7 @@ from sync.engine.backup import (
     BackupFormatError,
     backup_file_name,
     master_tails,
+    owned_tails,
     read_backup,
     read_with_twins,
     write_backup,
@@ -51,6 +52,7 @@ class FileCloud:
         self._regions: dict[str, Region | None] | None = None  # key -> loaded region, None until needed
         self._region_locks: dict[str, threading.Lock] = {}  # one per region: regions may sync in parallel
         self._master_tails: dict[str, tuple[dict[str, str], dict[str, Image]]] = {}  # key -> master_tails()
+        self._owned_tails: dict[tuple[str, str], tuple[dict[str, str], dict[str, Image]]] = {}  # owned_tails()
 
     def session(self, target: TargetPolicy) -> FileTargetSession:
         return FileTargetSession(self, target)
@@ -98,23 +100,25 @@ class FileCloud:
             return list(self._load(key).values())
         return [_copy(image) for image in loaded.values()]
 
-    def listing_with_twins(self, key: str, master_key: str) -> TwinListing | None:
-        """The region's listing split into the twins of the master region `master_key`'s rows and the other
-        rows' images (sync.engine.backup.read_with_twins); None when listing() should give it: the region is
-        loaded in memory (its changes may not be saved yet), missing, or its file is not one the fast path
-        reads (caller holds region_lock(key))."""
+    def listing_with_twins(self, key: str, master_key: str, owner: str = "") -> TwinListing | None:
+        """The region's listing split into the twins of the master region `master_key`'s rows (also those
+        with `owner` in their owner field: the owned twins) and the other rows' images
+        (sync.engine.backup.read_with_twins); None when listing() should give it: the region is loaded in
+        memory (its changes may not be saved yet), missing, or its file is not one the fast path reads
+        (caller holds region_lock(key))."""
         with self._lock:
             known = self._known()
             if known.get(key, True) is not None or known.get(master_key, True) is not None:
                 return None
             tails, prototypes = self._master_rows(master_key)
-        read = read_with_twins(self._path(key), tails)
+            owned_tails, owned_prototypes = self._owned_rows(master_key, owner)
+        read = read_with_twins(self._path(key), tails, owned_tails)
         if read is None:
             return None
-        images, positions, names, ids, twins, twin_images = read
+        images, positions, names, ids, twins, owned, twin_images = read
         if len(set(ids).union(image.id for image in images)) != len(ids) + len(images):
             return None  # a repeated id: listing() reports it
-        return TwinListing(images, positions, names, ids, twins, prototypes, twin_images)
+        return TwinListing(images, positions, names, ids, twins, prototypes, twin_images, owned, owned_prototypes)
 
     def _master_rows(self, master_key: str) -> tuple[dict[str, str], dict[str, Image]]:
         """master_tails() of the master region's file, read once per run (lock held)."""
@@ -122,11 +126,17 @@ class FileCloud:
             self._master_tails[master_key] = master_tails(self._path(master_key), UPLOAD_MARKER)
         return self._master_tails[master_key]
 
-    def prepare_twins(self, master_key: str) -> None:
+    def _owned_rows(self, master_key: str, owner: str) -> tuple[dict[str, str], dict[str, Image]]:
+        """owned_tails() of the master region's rows for one owner, worked out once per run (lock held)."""
+        if (master_key, owner) not in self._owned_tails:
+            self._owned_tails[master_key, owner] = owned_tails(*self._master_rows(master_key), owner)
+        return self._owned_tails[master_key, owner]
+
+    def prepare_twins(self, master_key: str, owner: str = "") -> None:
         """Read the master region's rows for listing_with_twins now (before worker processes fork)."""
         with self._lock:
             if self._known().get(master_key, True) is None:
-                self._master_rows(master_key)
+                self._owned_rows(master_key, owner)
 
     def fingerprint(self, key: str) -> bytes | None:
         """A hash of the region's file: its bytes, size, inode and time (the stat tells apart a file changed and
@@ -225,15 +235,15 @@ class FileTargetSession:
 
     def prepare_twins(self, master_region: str) -> None:
         """Optional (TargetSession): what list_with_twins shares between regions, worked out now."""
-        self.cloud.prepare_twins(master_region)
+        self.cloud.prepare_twins(master_region, self.tenant_id())
 
     def list_with_twins(self, region: str, master_region: str) -> TwinListing | None:
         """Optional (TargetSession): list_images(region) with the rows that read as the master region's row of
-        the same name kept as twins (a status-only run decides most of them without their images); None
-        when only list_images can give this listing."""
+        the same name, or as that row owned by this target's tenant, kept as twins (a status-only run decides
+        most of them without their images); None when only list_images can give this listing."""
         key = self._fullname(region)
         with self.cloud.region_lock(key):
-            listing = self.cloud.listing_with_twins(key, master_region)
+            listing = self.cloud.listing_with_twins(key, master_region, self.tenant_id())
         if listing is None:
             return None
         _unmarked(listing.images)

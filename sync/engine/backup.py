@@ -188,29 +188,79 @@ def master_tails(path: str | os.PathLike[str], marker: str) -> tuple[dict[str, s
             repeated.add(name)
         rows[name] = line
         tails[name] = parts[3]
-    kept = [name for name in rows if name not in repeated and marker not in tails[name]]
-    try:  # all at once; one by one if a row fails (or is blank)
-        images = _fast_images([rows[name] for name in kept], str(path))
-    except (BackupFormatError, _NotSimple):
-        images = []
-    if len(images) == len(kept):
-        prototypes = dict(zip(kept, images, strict=True))
-    else:
-        prototypes = {}
-        for name in kept:
-            with contextlib.suppress(BackupFormatError, _NotSimple):
-                for image in _fast_images([rows[name]], str(path)):
-                    prototypes[name] = image
+    kept = {name: rows[name] for name in rows if name not in repeated and marker not in tails[name]}
+    prototypes = _prototypes(kept, str(path))
     return {name: tails[name] for name in prototypes}, prototypes
 
 
+def owned_tails(
+    tails: dict[str, str], prototypes: dict[str, Image], owner: str
+) -> tuple[dict[str, str], dict[str, Image]]:
+    """master_tails() with `owner` in each tail's owner field (a target's own tenant, which owns its copies),
+    and the images rows with those tails read as: the prototype with that owner, since a tail's fields are
+    read one by one and the owner field as itself. None for an owner the fast path would not read back as
+    itself (empty, a comma, a quote, a line break), nor where the owner already is `owner` (the tail is the
+    master's); a tail with a quote before its properties is left out (csv might read it otherwise)."""
+    if not owner or any(c in owner for c in ',"\r\n'):
+        return {}, {}
+    owned: dict[str, str] = {}
+    owned_prototypes: dict[str, Image] = {}
+    for name, tail in tails.items():
+        fields = tail.split(",", 4)  # status, size, checksum, owner, the rest
+        if len(fields) != 5 or fields[3] == owner or '"' in tail[: len(tail) - len(fields[4])]:
+            continue
+        fields[3] = owner
+        owned[name] = ",".join(fields)
+        owned_prototypes[name] = _with_owner(prototypes[name], owner)
+    return owned, owned_prototypes
+
+
+def _with_owner(image: Image, owner: str) -> Image:
+    """The image with another owner, its other fields shared (a prototype is never changed): a third of
+    copy.copy's cost, for the 20,000 prototypes of a fleet (tests/engine/test_twins.py compares it with a
+    parse of the owned row)."""
+    clone = Image.listed(
+        image.name,
+        image.id,
+        image.region,
+        owner,
+        image.is_public,
+        image.checksum,
+        image.size,
+        image.status,
+        image.user_properties,
+    )
+    clone.extra, clone.visibility, clone.hidden = image.extra, image.visibility, image.hidden
+    clone.tags, clone.protected = image.tags, image.protected
+    return clone
+
+
+def _prototypes(rows: dict[str, str], source_name: str) -> dict[str, Image]:
+    """name -> the image of its row; all at once, one by one if a row fails (or is blank), left out then."""
+    try:
+        images = _fast_images(list(rows.values()), source_name)
+    except (BackupFormatError, _NotSimple):
+        images = []
+    if len(images) == len(rows):
+        return dict(zip(rows, images, strict=True))
+    prototypes = {}
+    for name, row in rows.items():
+        with contextlib.suppress(BackupFormatError, _NotSimple):
+            for image in _fast_images([row], source_name):
+                prototypes[name] = image
+    return prototypes
+
+
 def read_with_twins(
-    path: str | os.PathLike[str], tails: dict[str, str]
-) -> tuple[list[Image], list[int], list[str], list[str], list[int], Callable[[list[int]], list[Image]]] | None:
-    """A region file split into its twins (rows `region,name,id,tail` whose tail is `tails[name]`) and the
-    other rows' images, as read_backup reads them: (images, their line indices, twin names, twin ids, twin
-    line indices, a function reading the images of twins by index). None when read_backup should read the
-    file (it raises the error, or reads what the fast path does not: blank lines, csv's own cases)."""
+    path: str | os.PathLike[str], tails: dict[str, str], owned: dict[str, str] | None = None
+) -> (
+    tuple[list[Image], list[int], list[str], list[str], list[int], set[str], Callable[[list[int]], list[Image]]] | None
+):
+    """A region file split into its twins (rows `region,name,id,tail` whose tail is `tails[name]`, or
+    `owned[name]`: the owned twins) and the other rows' images, as read_backup reads them: (images, their
+    line indices, twin names, twin ids, twin line indices, the owned twins' names, a function reading the
+    images of twins by index). None when read_backup should read the file (it raises the error, or reads
+    what the fast path does not: blank lines, csv's own cases)."""
     try:
         with open(path, "rb") as stream:
             lines = simple_lines(stream.read().decode("utf-8-sig"))
@@ -224,7 +274,8 @@ def read_with_twins(
         names: list[str] = []
         ids: list[str] = []
         twins: list[int] = []
-        tail_of = tails.get
+        owned_names: set[str] = set()
+        tail_of, owned_of = tails.get, (owned or {}).get
         add_name, add_id, add_twin, add_other, add_position = (
             names.append,
             ids.append,
@@ -244,6 +295,11 @@ def read_with_twins(
                 add_name(name)
                 add_id(image_id)
                 add_twin(index)
+            elif owned_of(name) == tail and '"' not in region and '"' not in image_id:  # its tenant's own copy
+                add_name(name)
+                add_id(image_id)
+                add_twin(index)
+                owned_names.add(name)
             else:
                 add_other(line)
                 add_position(index)
@@ -257,7 +313,7 @@ def read_with_twins(
     def twin_images(indices: list[int]) -> list[Image]:
         return _fast_images([lines[twins[i]] for i in indices], str(path))
 
-    return images, positions, names, ids, twins, twin_images
+    return images, positions, names, ids, twins, owned_names, twin_images
 
 
 def _number(lines: list[str], line: str) -> int:

@@ -157,7 +157,8 @@ class GlanceSync:
         self._selected: dict[str, list[Image]] = {}
         self._retired: dict[str, list[Image]] = {}
         self._managed: dict[str, dict[str, Image]] = {}
-        self._twin_verdicts: dict[str, _TwinVerdicts] = {}  # target -> what its twins' prototypes make them
+        # (target, owned) -> what its twins' prototypes make them (owned: those of its tenant's own rows)
+        self._twin_verdicts: dict[tuple[str, bool], _TwinVerdicts] = {}
         self._referred_names: dict[str, set[str]] = {}
         listing = self.session("master").list_images(config.master_region)
         self.master = filter_master_images(listing, self.tenant_id("master"), self.reporter)
@@ -245,17 +246,30 @@ class GlanceSync:
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
         retired = self._retired[ref.target]
-        names = listing.names
-        verdicts = self._twin_verdicts.get(ref.target)
-        if verdicts is None or verdicts.prototypes is not listing.prototypes:
-            verdicts = self._twin_verdicts[ref.target] = _TwinVerdicts(listing.prototypes, selected, retired)
+        names, owned = listing.names, listing.owned
         present = set(names)
-        verdicts.learn(present, managed, self.master, tenant_id)
-        copies = present & verdicts.alone  # ok unless another row has the name: then the matching decides
+        copies: set[str] = set()  # ok unless another row has the name: then the matching decides
+        passed: set[str] = set()
+        # a name both owned and not is in two rows: the duplicates' test below takes it out of the copies
+        for is_owned, prototypes, group in (
+            (False, listing.prototypes, present - owned if owned else present),
+            (True, listing.owned_prototypes, owned),
+        ):
+            if is_owned and not group:
+                continue
+            verdicts = self._twin_verdicts.get((ref.target, is_owned))
+            if verdicts is None or verdicts.prototypes is not prototypes:
+                verdicts = _TwinVerdicts(prototypes, selected, retired)
+                self._twin_verdicts[ref.target, is_owned] = verdicts
+            if not is_owned:
+                order = verdicts.order  # the selection's, the same in both
+            verdicts.learn(group, managed, self.master, tenant_id)
+            copies |= group & verdicts.alone
+            passed |= group & verdicts.passed
         copies.difference_update(image.name for image in listing.images)
         if len(present) != len(names):
             copies.difference_update(name for name, count in Counter(names).items() if count > 1)
-        wanted = present - copies - verdicts.passed
+        wanted = present - copies - passed
         images = listing.images
         if wanted:  # each in its place in the listing: the matching's warnings and preferences follow its order
             read = [i for i, name in enumerate(names) if name in wanted]
@@ -283,7 +297,6 @@ class GlanceSync:
             stand_ins: Any = found
             for name in referred:
                 stand_ins[name] = _TwinCopy(listing.ids[index[name]])
-        order = verdicts.order
         rest = list(map(managed.__getitem__, sorted(order.keys() - copies, key=order.__getitem__)))
         statuses, _ = compute_statuses(rest, found, target, retired)
         for level, message in matching.records + first.records:

@@ -171,7 +171,10 @@ class TwinListing:
 
     `images` and `positions`: the other rows' images, as list_images gives them, and their indices in the
     listing; `names`, `ids` and `twin_positions`: the twins'; `prototypes`: name -> an image of the twins'
-    fields (shared, never changed); `twin_images(indices)`: the images list_images gives for those twins."""
+    fields (shared, never changed); `twin_images(indices)`: the images list_images gives for those twins.
+    `owned`: the names of the twins whose row differs from the master's only in its owner field, which holds
+    the target's tenant id (its own copies, in a target with its own tenant); `owned_prototypes`: what their
+    fields read as."""
 
     images: list[Image]
     positions: list[int]
@@ -180,6 +183,8 @@ class TwinListing:
     twin_positions: list[int]
     prototypes: dict[str, Image]
     twin_images: Callable[[list[int]], list[Image]]
+    owned: set[str] = field(default_factory=set)
+    owned_prototypes: dict[str, Image] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.clouds.files import FileCloud
-from sync.engine.backup import backup_file_name, write_backup
+from sync.engine.backup import backup_file_name, master_tails, owned_tails, read_backup, write_backup
 from sync.engine.glancesync import GlanceSync, status_rows
 from sync.engine.model import Image, SyncConfig, TargetPolicy
 from sync.engine.reporter import RecordingReporter
@@ -142,9 +142,86 @@ def test_a_twin_of_an_ami_image_is_decided_by_the_ami_rules(tmp_path):
     assert "pending_metadata,Burgos,img2\r\n" in general[0]  # its kernel_id is to point at the region's kernel
 
 
+OWN = "tenant2id"  # the other target's tenant: its copies' owner
+
+
+def owned_listing(folder, conf: SyncConfig, region: str):
+    engine = GlanceSync(conf, FileCloud(folder), RecordingReporter())
+    ref = engine.resolve(region)
+    return engine.session(ref.target).list_with_twins(ref.name, MASTER)
+
+
+def test_copies_the_other_target_s_tenant_owns_are_owned_twins_decided_by_the_rules(tmp_path):
+    kernel = master_image(90, user_properties={"type": "kernel"})
+    machine = master_image(91, user_properties={"type": "machine", "kernel_id": "m90"})
+    ownerless = master_image(92, owner=None)
+    masters = [master_image(n) for n in range(8)] + [kernel, machine, ownerless]
+    write(tmp_path, MASTER, masters)
+    lugo = "other:Lugo"
+    region = [
+        copy_of(masters[0], "o0", lugo, owner=OWN),  # an owned twin: ok
+        copy_of(masters[1], "o1", lugo),  # the master's owner: another tenant's here
+        copy_of(masters[2], "o2", lugo, owner=OWN, status="queued"),  # not a twin: another status
+        copy_of(masters[3], "o3", lugo, owner=OWN),
+        copy_of(masters[3], "o3b", lugo),  # the same name again, with the master's owner
+        copy_of(masters[4], "o4", lugo, owner=OWN),
+        copy_of(masters[4], "o4b", lugo, owner=OWN, checksum="patched"),  # a namesake with other content
+        copy_of(masters[5], "o5", lugo, owner=OWN, user_properties={"type": "changed"}),
+        copy_of(kernel, "ok", lugo, owner=OWN),  # an owned twin a machine image refers to by name
+        copy_of(machine, "om", lugo, owner=OWN, user_properties={"type": "machine", "kernel_id": "ok"}),
+        copy_of(ownerless, "on", lugo, owner=OWN),  # the master's is ownerless, the copy its tenant's
+        Image("local", "ol", lugo, owner=OWN, checksum="c6"),  # a copy of img6 under another name
+    ]
+    write(tmp_path, lugo, region)
+    for policy in ({}, {"follow_rotations": False}, {"only_tenant_images": False}):
+        conf = config()
+        conf.targets["other"] = TargetPolicy(name="other", tenant_id=OWN, **policy)  # type: ignore[arg-type]
+        twins, general = both_ways(tmp_path, conf, lugo)
+        assert twins == general
+        assert "ok,other:Lugo,img0\r\n" in general[0] and "ok,other:Lugo,img92\r\n" in general[0]
+        assert general[1]  # the foreign, inactive and duplicated images are warned about
+    listing = owned_listing(tmp_path, config(), lugo)
+    assert listing is not None
+    assert listing.owned == {"img0", "img3", "img4", "img90", "img92"}
+    assert listing.owned_prototypes["img0"].owner == OWN
+
+
+def test_an_owned_prototype_is_what_its_row_reads_as(tmp_path):
+    masters = [
+        master_image(1),
+        master_image(2, visibility="community", hidden=True, tags=frozenset({"a", "b"}), protected=True),
+        master_image(3, owner=None, is_public=False, user_properties={"kernel_id": "m1", "n": [1]}),
+    ]
+    write(tmp_path, MASTER, masters)
+    tails, prototypes = master_tails(tmp_path / backup_file_name(MASTER), "marker")
+    owned, owned_prototypes = owned_tails(tails, prototypes, OWN)
+    assert set(owned) == {"img1", "img2", "img3"}
+    for name, tail in owned.items():
+        (read,) = read_backup(io.StringIO(f"{MASTER},{name},m,{tail}\r\n"), "owned")
+        prototype = owned_prototypes[name]
+        assert (read.owner, read.id, read.extra) == (OWN, "m", prototype.extra)
+        read.id = prototype.id
+        assert [getattr(read, f) for f in Image.__slots__] == [getattr(prototype, f) for f in Image.__slots__]
+
+
+def test_an_owner_the_fast_path_would_not_read_back_gives_no_owned_twins(tmp_path):
+    masters = [master_image(n) for n in range(2)]
+    write(tmp_path, MASTER, masters)
+    write(tmp_path, "other:Lugo", [copy_of(m, f"o{i}", "other:Lugo", owner="a,b") for i, m in enumerate(masters)])
+    conf = config()
+    conf.targets["other"] = TargetPolicy(name="other", tenant_id="a,b")
+    listing = owned_listing(tmp_path, conf, "other:Lugo")
+    assert listing is not None and not listing.owned and not listing.names
+    twins, general = both_ways(tmp_path, conf, "other:Lugo")
+    assert twins == general and "ok,other:Lugo,img0\r\n" in general[0]
+
+
 # --- generated mixes ---------------------------------------------------------------------------------
 
-_FATES = ("same", "same", "same", "props", "checksum", "foreign", "inactive", "twice", "dup", "renamed", "hidden")
+_FATES = (
+    *("same", "same", "same", "props", "checksum", "foreign", "inactive", "twice", "dup", "renamed", "hidden"),
+    *("owned", "owned", "owned twice"),  # owned by the region's tenant (the master's in the master target)
+)
 
 
 @st.composite
@@ -175,12 +252,14 @@ def fleets(draw):
         masters[0].user_properties["kernel_id"] = masters[1].id
     if draw(st.booleans()):  # a name twice in the master
         masters.append(copy_of(masters[-1], "mdup", MASTER))
+    where = draw(st.sampled_from(("Burgos", "other:Lugo")))
+    own = TENANT if where == "Burgos" else OWN
     region = []
     for i, master in enumerate(masters):
         fate = draw(st.sampled_from((*_FATES, "missing")))
         if fate == "missing":
             continue
-        copy = copy_of(master, f"r{i}")
+        copy = copy_of(master, f"r{i}", where)
         if "kernel_id" in copy.user_properties:  # the region's kernel, a stale id, or the master's (a twin)
             copy.user_properties["kernel_id"] = draw(st.sampled_from(("r1", "gone", copy.user_properties["kernel_id"])))
         if fate == "props":
@@ -195,11 +274,13 @@ def fleets(draw):
             copy.name = f"{master.name}.old"
         elif fate == "hidden":
             copy.hidden = True
+        elif fate.startswith("owned"):
+            copy.owner = own
         region.append(copy)
-        if fate == "twice":
-            region.append(copy_of(master, f"r{i}b"))
+        if fate in ("twice", "owned twice"):
+            region.append(copy_of(master, f"r{i}b", where))
         elif fate == "dup":
-            region.append(copy_of(master, f"r{i}d", checksum="other"))
+            region.append(copy_of(master, f"r{i}d", where, checksum="other"))
     region = draw(st.permutations(region))
     policy = {
         "only_tenant_images": draw(st.booleans()),
@@ -207,17 +288,19 @@ def fleets(draw):
         "metadata_set": draw(st.sampled_from((frozenset(), frozenset({"type"})))),
         "replace": draw(st.sampled_from((frozenset(), frozenset({"stale"}), frozenset({"any"})))),
     }
-    return masters, list(region), policy
+    return masters, list(region), policy, where
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fleet=fleets())
 def test_generated_regions_give_the_general_path_s_rows_and_log(tmp_path_factory, fleet):
-    masters, region, policy = fleet
+    masters, region, policy, where = fleet
     folder = tmp_path_factory.mktemp("fleet")
     write(folder, MASTER, masters)
-    write(folder, "Burgos", region)
-    twins, general = both_ways(folder, config(**policy), "Burgos")
+    write(folder, where, region)
+    conf = config(**policy)
+    conf.targets["other"] = TargetPolicy(name="other", tenant_id=OWN, **policy)
+    twins, general = both_ways(folder, conf, where)
     assert twins == general
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import getpass
 import io
@@ -18,6 +19,7 @@ from sync.clouds import cloud_from_url
 from sync.dbconfig import database_configured, load_db_config_with
 from sync.engine.config import load_config, parse_override_items
 from sync.engine.glancesync import GlanceSync
+from sync.engine.memory import collector_paused
 from sync.engine.model import GlanceSyncError, SyncConfig
 from sync.engine.regions import build_region_list, parse_region
 from sync.engine.reporter import CLIENT_LOGGER, RecordingReporter, Reporter
@@ -234,8 +236,19 @@ def _region_statuses(engine: GlanceSync, regions: list[str]) -> Iterator[RegionR
     the selections are known, up to one per CPU: a big fleet's status is CPU-bound, reading and matching."""
     workers = _status_workers(engine, len(regions))
     if workers <= 1:
-        return (_region_rows(engine, region, None) for region in regions)
+        return _sequential_statuses(engine, regions)
     return _forked_statuses(engine, regions, workers)
+
+
+def _sequential_statuses(engine: GlanceSync, regions: list[str]) -> Iterator[RegionRows]:
+    """The regions one after another in this process. On a cloud that forks safely (a folder of files) the
+    cyclic collector stays off for them all, as in the workers: re-enabled after each region's paused
+    blocks, it found their many new objects to count and ran collections, full ones every few regions
+    (some 2.6 s over the fleet's 100 regions). Another cloud's driver (HTTP sessions) may make cycles."""
+    pause = collector_paused() if getattr(engine.cloud, "forks_safely", False) else contextlib.nullcontext()
+    with pause:
+        for region in regions:
+            yield _region_rows(engine, region, None)
 
 
 def _status_workers(engine: GlanceSync, regions: int) -> int:
