@@ -214,7 +214,7 @@ def compute_statuses(
                 del region_map[name]
                 pending.add(name)
             append(ImageStatus(status, master, region))
-        elif (
+        elif (  # is_identical_copy, inlined (this runs for every pair): keep the two alike, the twins rely on it
             region.user_properties == master.user_properties  # most copies: identical, checked inline
             and not master.tags
             and region.visibility == master.visibility
