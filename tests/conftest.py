@@ -93,3 +93,5 @@ def pytest_configure(config):
     settings.STATIC_ROOT = None  # nothing collected: WhiteNoise serves nothing from it (and does not warn)
     # Tests read the overview right after changing the database: no shared table (tests/test_overview.py tests it).
     settings.GLANCESYNC_PAGE_CACHE_SECONDS = 0
+    # Users are made in most tests: hashing their passwords at the real cost was a fifth of the suite's time.
+    settings.PASSWORD_HASHERS = ["tests.hashers.OneIterationPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
