@@ -6,7 +6,9 @@ API and deletes them afterwards; they log in through the console's real login fo
 
 import io
 import logging
+import math
 import socket
+import time
 import uuid
 from datetime import timedelta
 
@@ -35,6 +37,7 @@ class KeystoneUsers:
         self.tag = uuid.uuid4().hex[:8]
         self.project = self.conn.identity.create_project(name=f"gs-login-{self.tag}", domain_id="default")
         self.users, self.domains = [], []
+        self.revoked_at = 0.0  # when a change last made Keystone revoke tokens (see after_revocations)
         self.roles = {}
         for name in ("reader", "member", "admin"):  # Keystone's bootstrap makes them; a stack without them gets them
             self.roles[name] = self.conn.identity.find_role(name) or self.conn.identity.create_role(name=name)
@@ -56,6 +59,17 @@ class KeystoneUsers:
 
     def revoke(self, user, role):
         self.conn.identity.unassign_project_role_from_user(self.project, user, self.roles[role])
+        self.revoked_at = time.time()
+
+    def set_enabled(self, user, enabled: bool):
+        self.conn.identity.update_user(user, enabled=enabled)
+        if not enabled:
+            self.revoked_at = time.time()
+
+    def after_revocations(self):
+        """Keystone records a revocation (a disabled user, a removed role) to the second and also refuses the
+        tokens issued later in that second: wait for the next second before a login that must succeed."""
+        time.sleep(max(0.0, math.floor(self.revoked_at) + 1.05 - time.time()))
 
     def domain(self):
         domain = self.conn.identity.create_domain(name=f"gs-dom-{self.tag}")
@@ -165,7 +179,7 @@ def test_a_user_disabled_in_keystone_is_refused_and_loses_its_role(client, keyst
     user = logged_in_user(other_browser)
     assert roles_of(user) == (["operator", "staff"], True)
 
-    keystone.conn.identity.update_user(ks_user, enabled=False)
+    keystone.set_enabled(ks_user, False)
     response = log_in(client, name, password)
     assert response.status_code == 200 and INVALID in response.content.decode()
     assert roles_of(user) == ([], False)
@@ -174,7 +188,8 @@ def test_a_user_disabled_in_keystone_is_refused_and_loses_its_role(client, keyst
     assert other_browser.get(reverse("sync:overview")).status_code == 403
     assert other_browser.get(reverse("admin:index")).status_code == 302
 
-    keystone.conn.identity.update_user(ks_user, enabled=True)  # enabled again: the next login gives the role back
+    keystone.set_enabled(ks_user, True)  # enabled again: the next login gives the role back
+    keystone.after_revocations()
     assert log_in(client, name, password).status_code == 302 and roles_of(user) == (["operator", "staff"], True)
 
 
@@ -186,6 +201,7 @@ def test_roles_follow_the_keystone_assignments_at_every_login(client, keystone):
 
     keystone.revoke(ks_user, "admin")
     keystone.grant(ks_user, "reader")
+    keystone.after_revocations()
     assert log_in(client, name, password).status_code == 302 and logged_in_user(client) == user
     assert roles_of(user) == (["viewer"], False)
     client.logout()
