@@ -219,6 +219,9 @@ GLANCESYNC_REFRESH_PROCESSES = max(0, env_int("GLANCESYNC_REFRESH_PROCESSES", 0)
 # hundreds of MB, and each region's rows go in all over them; with SQLite's 2 MiB default, most of a first refresh
 # was pages evicted and read again. Other connections keep the default.
 GLANCESYNC_REFRESH_SQLITE_CACHE_MB = max(2, env_int("GLANCESYNC_REFRESH_SQLITE_CACHE_MB", 256))
+# Sync runs (with their logs), status refreshes, refresh requests and alerts older than this many days are deleted
+# by the daily prune (sync/retention.py), all but what the pages, /metrics and /readyz still read. 0: keep all.
+GLANCESYNC_HISTORY_DAYS = max(0, env_int("GLANCESYNC_HISTORY_DAYS", 90))
 # The overview's regions table is rendered at most once per this many seconds per web process and shared by every
 # viewer polling it (0: every request renders it). Its polls come every 2 s, so 1 s of age is never seen.
 GLANCESYNC_PAGE_CACHE_SECONDS = env_int("GLANCESYNC_PAGE_CACHE_SECONDS", 1)
