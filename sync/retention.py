@@ -1,10 +1,11 @@
 """History retention: the daily `prune_history` task deletes what a console left unattended would keep for ever.
 
 Every sync run keeps its region runs and their logs, every refresh a StatusRefresh row, every event an Alert: an
-hourly schedule over 100 regions is some 900,000 region runs a year. Rows older than GLANCESYNC_HISTORY_DAYS go,
-except what a page, `/metrics` or `/readyz` still reads: each region's last successful sync (its run, whole), the
-last status refresh, and alerts whose delivery has not ended. Audit entries and backups are never pruned here:
-the audit is a security record, and a backup is an operator's to delete."""
+hourly schedule over 100 regions is some 900,000 region runs a year. Those rows, and django-q's failed tasks, go
+once older than GLANCESYNC_HISTORY_DAYS, except what a page, `/metrics` or `/readyz` still reads: each region's
+last successful sync (its run, whole), the last status refresh, and alerts whose delivery has not ended. Audit
+entries and backups are never pruned here: the audit is a security record, and a backup is an operator's to
+delete."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from operator import or_
 from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
+from django_q.models import Failure
 
 from sync.models import (
     FINISHED_STATES,
@@ -46,6 +48,8 @@ def prune_history(days: int | None = None) -> str:
         "status refreshes": _delete_in_batches(_old_refreshes(cutoff)),
         "refresh requests": _delete_in_batches(_old_requests(cutoff)),
         "alerts": _delete_in_batches(_old_alerts(cutoff)),
+        # django-q keeps its last 250 successes by itself (save_limit), but every failed task for ever
+        "failed tasks": _delete_in_batches(Failure.objects.filter(stopped__lt=cutoff)),
     }
     summary = f"history older than {days} days pruned: " + ", ".join(f"{n} {what}" for what, n in deleted.items())
     logger.info(summary)

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.models import Failure, Schedule, Success
 from django_q.tasks import async_task
 
 from sync import retention
@@ -142,6 +142,15 @@ def test_it_deletes_a_backlog_larger_than_a_batch(monkeypatch):
         a_run({"Bilbao": RunState.FAILED})
     assert "8 sync runs" in prune_history()
     assert not SyncRun.objects.exists() and not RegionRun.objects.exists()
+
+
+def test_it_deletes_old_failed_tasks_and_leaves_the_successes_to_django_q():
+    failed_long_ago = Failure.objects.create(id="f1", name="old", func="x", started=OLD, stopped=OLD, success=False)
+    failed_lately = Failure.objects.create(id="f2", name="new", func="x", started=NOW, stopped=NOW, success=False)
+    succeeded = Success.objects.create(id="s1", name="done", func="x", started=OLD, stopped=OLD, success=True)
+
+    assert "1 failed tasks" in prune_history()
+    assert not exists(failed_long_ago) and exists(failed_lately) and exists(succeeded)
 
 
 def test_the_daily_schedule_runs_it():
