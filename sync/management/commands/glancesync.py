@@ -167,8 +167,7 @@ class Command(BaseCommand):
     def _show_status(self, engine: GlanceSync, regions: list[str]) -> list[str]:
         failed = []
         for region, (records, rows, error) in zip(regions, _region_statuses(engine, regions), strict=True):
-            for level, message in records:  # a worker's log, given here in the regions' order
-                engine.reporter.log(level, message)
+            _replay(engine.reporter, records)  # a worker's log, given here in the regions' order
             if error is not None:
                 engine.reporter.error(f"{region}: Error retrieving images from region. Cause {error}")
                 failed.append(region)
@@ -307,6 +306,49 @@ def _configuration(options) -> tuple[SyncConfig, str]:
     return load_config(options["config_file"], overrides, require_credentials=not files), cloud_url
 
 
+def _replay(reporter: Reporter, records: list[tuple[int, str]]) -> None:
+    """Log a worker's records here, as `reporter.log` would. When the reporter's logger is the command's as
+    _client_logger made it (one stream handler with its format; no filter, nothing propagated), the lines
+    that handler would write are written to its stream directly, and flushed once: a LogRecord apiece, for
+    a big fleet's tens of thousands of warnings, was most of this process's time while its workers ran."""
+    handler = _plain_handler(reporter)
+    if handler is None:
+        for level, message in records:
+            reporter.log(level, message)
+        return
+    logger, write, terminator = reporter.logger, handler.stream.write, handler.terminator
+    with _handler_lock(handler):
+        for level, message in records:
+            if level >= handler.level and logger.isEnabledFor(level):
+                write(f"{logging.getLevelName(level)}:{message}{terminator}")
+        handler.flush()
+
+
+def _plain_handler(reporter: Reporter) -> logging.StreamHandler | None:
+    """The logger's only handler if a record reaches nothing else and comes out as `LEVEL:message`."""
+    logger = getattr(reporter, "logger", None)
+    if type(reporter) is not Reporter or logger is None or logger.filters or logger.propagate or logger.disabled:
+        return None
+    handler = logger.handlers[0] if len(logger.handlers) == 1 else None
+    if type(handler) is not logging.StreamHandler or handler.filters:
+        return None
+    formatter = handler.formatter
+    if type(formatter) is not logging.Formatter or type(formatter._style) is not logging.PercentStyle:
+        return None
+    if formatter._style._fmt != LOG_FORMAT:
+        return None
+    return handler
+
+
+@contextlib.contextmanager
+def _handler_lock(handler: logging.Handler) -> Iterator[None]:
+    handler.acquire()
+    try:
+        yield
+    finally:
+        handler.release()
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -314,11 +356,14 @@ def _os_user() -> str:
         return ""
 
 
+LOG_FORMAT = "%(levelname)s:%(message)s"
+
+
 def _client_logger(stream) -> logging.Logger:
     """The original printed `LEVEL:message` lines; show-status keeps stdout for the CSV rows only."""
     logger = logging.getLogger(CLIENT_LOGGER)
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s:%(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.handlers = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
