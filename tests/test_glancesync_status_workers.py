@@ -10,7 +10,7 @@ from django.core.management.base import OutputWrapper
 
 from sync.engine.glancesync import GlanceSync
 from sync.engine.reporter import Reporter
-from sync.management.commands.glancesync import _client_logger, _replay
+from sync.management.commands.glancesync import _client_logger, _replay, status_tasks
 
 CONFIG = """\
 [main]
@@ -145,3 +145,25 @@ def test_a_worker_s_log_comes_out_as_the_logger_writes_it(configure, wrapped):
     expected = logged(one_by_one, configure, wrapped)
     assert logged(lambda reporter: _replay(reporter, RECORDS), configure, wrapped) == expected
     assert expected.split("|")[0]  # every configuration lets some record through
+
+
+def test_two_workers_and_a_target_of_one_task_print_what_one_process_prints(case, monkeypatch):
+    prepared: list[list[str]] = []
+    prepare = GlanceSync.prepare
+
+    def recorded(self, targets):
+        prepared.append(list(targets))
+        return prepare(self, targets)
+
+    monkeypatch.setattr(GlanceSync, "prepare", recorded)
+    alone = show_status(case, monkeypatch, "1")
+    assert show_status(case, monkeypatch, "2") == alone  # other:Madrid is one task, its target prepared there
+    assert prepared == [["master"]]
+
+
+def test_a_target_with_few_regions_is_one_task_handed_out_first():
+    targets = ["master"] * 8 + ["other"] * 2 + ["third"] * 4  # 2 workers x 2 regions <= 14; 2 x 2 x 4 is not
+    assert status_tasks(targets, 2) == ([[8, 9], *([i] for i in range(8)), [10], [11], [12], [13]], {"other"})
+    assert status_tasks(targets, 1)[1] == {"other", "third"}
+    assert status_tasks(["master", "other", "other"], 2) == ([[0], [1], [2]], set())  # the widest: every worker
+    assert status_tasks(["a"] * 4, 3) == ([[0], [1], [2], [3]], set())

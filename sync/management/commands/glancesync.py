@@ -263,24 +263,46 @@ def _status_workers(engine: GlanceSync, regions: int) -> int:
 
 def _forked_statuses(engine: GlanceSync, regions: list[str], workers: int) -> Iterator[RegionRows]:
     global _forked_engine  # noqa: PLW0603 (what the forked workers inherit)
-    engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
+    targets = [parse_region(region, engine.config).target for region in regions]
+    tasks, alone = status_tasks(targets, workers)
+    engine.prepare(sorted(set(targets) - alone))  # a target of one task: its worker prepares it, meanwhile
     _forked_engine = engine  # the workers touch no database connection and end without closing any
     gc.freeze()  # what the workers inherit is never scanned there, so its pages stay shared (not copied)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=gc.disable) as pool:
-            yield from pool.imap(_forked_region_rows, regions)
+            batches = [[(index, regions[index]) for index in task] for task in tasks]
+            done: dict[int, RegionRows] = {}
+            following = 0  # the next region to give, in the regions' order
+            for results in pool.imap_unordered(_forked_regions_rows, batches):
+                done.update(results)
+                while following in done:
+                    yield done.pop(following)
+                    following += 1
     finally:
         _forked_engine = None
         gc.unfreeze()
 
 
-# The workers run without the cyclic collector: a region's status makes no cycle, and each collection would
-# scan every image alive (a fifth of a region's time) and write to pages shared with the parent.
+def status_tasks(targets: list[str], workers: int) -> tuple[list[list[int]], set[str]]:
+    """The workers' tasks (lists of region indices) in the order they are handed out, and the targets whose
+    regions make a single task. The target with the most regions is prepared before the fork (selection,
+    twins), and each of its regions is a task, so that they spread over every worker. Another target with
+    few regions (2 x workers x its regions at most all the regions) is one task, handed out first: its worker
+    prepares the target (for a metadata_condition, an evaluation per master image) while the others start
+    on the rest, instead of every worker waiting for it before the fork."""
+    indices: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        indices.setdefault(target, []).append(index)
+    widest = max(indices, key=lambda target: len(indices[target]))
+    alone = {t for t, found in indices.items() if t != widest and len(found) * 2 * workers <= len(targets)}
+    tasks = [indices[target] for target in indices if target in alone]
+    tasks += [[index] for index, target in enumerate(targets) if target not in alone]
+    return tasks, alone
 
 
-def _forked_region_rows(region: str) -> RegionRows:
+def _forked_regions_rows(batch: list[tuple[int, str]]) -> list[tuple[int, RegionRows]]:
     assert _forked_engine is not None
-    return _region_rows(_forked_engine, region, RecordingReporter())
+    return [(index, _region_rows(_forked_engine, region, RecordingReporter())) for index, region in batch]
 
 
 def _region_rows(engine: GlanceSync, region: str, reporter: RecordingReporter | None) -> RegionRows:
