@@ -287,9 +287,9 @@ def status_tasks(targets: list[str], workers: int) -> tuple[list[list[int]], set
     """The workers' tasks (lists of region indices) in the order they are handed out, and the targets whose
     regions make a single task. The target with the most regions is prepared before the fork (selection,
     twins), and each of its regions is a task, so that they spread over every worker. Another target with
-    few regions (2 x workers x its regions at most all the regions) is one task, handed out first: its worker
-    prepares the target (for a metadata_condition, an evaluation per master image) while the others start
-    on the rest, instead of every worker waiting for it before the fork."""
+    few regions (at most one in 2 x workers of them all) is one task, handed out first: its worker prepares
+    the target (for a metadata_condition, an evaluation per master image) while the others start on the
+    rest, instead of every worker waiting for it before the fork."""
     indices: dict[str, list[int]] = {}
     for index, target in enumerate(targets):
         indices.setdefault(target, []).append(index)
@@ -298,6 +298,10 @@ def status_tasks(targets: list[str], workers: int) -> tuple[list[list[int]], set
     tasks = [indices[target] for target in indices if target in alone]
     tasks += [[index] for index, target in enumerate(targets) if target not in alone]
     return tasks, alone
+
+
+# The workers run without the cyclic collector: a region's status makes no cycle, and each collection would
+# scan every image alive (a fifth of a region's time) and write to pages shared with the parent.
 
 
 def _forked_regions_rows(batch: list[tuple[int, str]]) -> list[tuple[int, RegionRows]]:
