@@ -337,6 +337,8 @@ def _replay(reporter: Reporter, records: list[tuple[int, str]]) -> None:
     _client_logger made it (one stream handler with its format; no filter, nothing propagated), the lines
     that handler would write are written to its stream directly, and flushed once: a LogRecord apiece, for
     a big fleet's tens of thousands of warnings, was most of this process's time while its workers ran."""
+    if not records:  # logged as they came (one process)
+        return
     handler = _plain_handler(reporter)
     if handler is None:
         for level, message in records:
