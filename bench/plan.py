@@ -63,7 +63,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -515,7 +515,8 @@ def pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int]:
 
 
 def twin_pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int]:
-    """The engine's part of `export_status` with twins, listings in memory, as `pairs` measures statuses():
+    """The engine's part of `export_status` with twins, listings in memory, as `pairs` measures statuses(), and
+    (since the sixth pass) the text of its rows, which the twin path builds in runs rather than row by row:
     each region's TwinListing is read once (untimed), the twins a rule needs read into images by a first,
     untimed computation (which also learns the twins' verdicts, once per name, as a run's first region does),
     then its statuses computed `runs` times. Regions without a twin listing take statuses(), as
@@ -528,7 +529,7 @@ def twin_pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int
         ref = parse_region(region, config)
         session = engine.session(ref.target)
         listing = None if engine.is_master_region(ref) else session.list_with_twins(ref.name, config.master_region)
-        work: Callable[[], list] | None = None
+        work: Callable[[], Sized | None] | None = None
         if listing is not None:
             listing.twin_images = _read_once(listing.twin_images)
             work = partial(_twin_rows, engine, ref, listing)
@@ -554,9 +555,22 @@ def _general_rows(engine: GlanceSync, ref: RegionRef, images: list[Image]) -> li
     return engine.statuses(ref, images, engine.reporter)[0]
 
 
-def _twin_rows(engine: GlanceSync, ref: RegionRef, listing: TwinListing) -> list[tuple[str, str]] | None:
+def _twin_rows(engine: GlanceSync, ref: RegionRef, listing: TwinListing) -> _Rows | None:
+    """The region's status rows as export_status writes them, or None (a rotation to follow)."""
     with collector_paused():  # as GlanceSync._twin_statuses
-        return engine._statuses_with_twins(ref, listing, engine.reporter)
+        ordered = engine._statuses_with_twins(ref, listing, engine.reporter)
+        return None if ordered is None else _Rows(ordered.rows(ref.fullname), len(ordered))
+
+
+@dataclass
+class _Rows:
+    """A region's rows text, and how many rows (pairs) it has."""
+
+    text: str
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def _read_once(read: Callable[[list[int]], list[Image]]) -> Callable[[list[int]], list[Image]]:

@@ -9,7 +9,6 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils.html import format_html
 
-from sync import alerts
 from sync.engine.model import GlanceSyncError
 from sync.forms import AlertChannelAdminForm, MasterSettingsAdminForm, SyncScheduleForm, TargetAdminForm
 from sync.models import (
@@ -453,6 +452,8 @@ class AlertChannelAdmin(AuditMixin, admin.ModelAdmin):
 
     @admin.action(description="Send a test alert (now, to the selected channels)")
     def send_test_alert(self, request, queryset):
+        from sync import alerts  # here: every manage.py command loads the admin, and alerts imports requests
+
         for channel in queryset:
             problem = alerts.send_test(channel, request.user)
             if problem:

@@ -2,11 +2,15 @@
 
 import gc
 import io
+import logging
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.base import OutputWrapper
 
 from sync.engine.glancesync import GlanceSync
+from sync.engine.reporter import Reporter
+from sync.management.commands.glancesync import _client_logger, _replay, status_tasks
 
 CONFIG = """\
 [main]
@@ -93,3 +97,73 @@ def test_one_process_keeps_the_collector_off_for_every_region_of_a_file_cloud(ca
     assert seen == [False] * 5  # each region's paused blocks re-enabled it, then collections scanned them
     assert gc.isenabled()  # as it was found
     assert out.count("\r\n") == 4 * 6 and failed == "failed regions: Zamora"
+
+
+RECORDS = [
+    (logging.DEBUG, "below the logger's level: dropped"),
+    (logging.INFO, "Burgos: 100% done, %s and %(name)s stay as they are"),
+    (logging.WARNING, "Leon: image image02 (UUID 201) is owned by other tenant: someone"),
+    (logging.ERROR, "Zamora: Error retrieving images from region. Cause x"),
+]
+
+
+def logged(replay, configure, wrapped: bool) -> str:
+    """What the command's logger writes for RECORDS, given one way or the other (`configure` changes it; it
+    may give the logger a second handler writing to EXTRA), to Django's OutputWrapper or to a plain stream."""
+    stream, EXTRA[:] = io.StringIO(), [io.StringIO()]
+    logger = _client_logger(OutputWrapper(stream) if wrapped else stream)
+    configure(logger)
+    try:
+        replay(Reporter(logger))
+    finally:
+        logger.filters, logger.handlers = [], []
+    return stream.getvalue() + "|" + EXTRA[0].getvalue()
+
+
+EXTRA: list[io.StringIO] = []
+
+
+def one_by_one(reporter: Reporter) -> None:
+    for level, message in RECORDS:
+        reporter.log(level, message)
+
+
+@pytest.mark.parametrize(
+    "configure",
+    [
+        lambda logger: None,
+        lambda logger: logger.setLevel(logging.WARNING),
+        lambda logger: logger.handlers[0].setLevel(logging.ERROR),
+        lambda logger: logger.addFilter(lambda record: "Leon" not in record.getMessage()),
+        lambda logger: logger.handlers[0].addFilter(lambda record: record.levelno != logging.ERROR),
+        lambda logger: logger.handlers[0].setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s")),
+        lambda logger: logger.addHandler(logging.StreamHandler(EXTRA[0])),
+    ],
+)
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_worker_s_log_comes_out_as_the_logger_writes_it(configure, wrapped):
+    expected = logged(one_by_one, configure, wrapped)
+    assert logged(lambda reporter: _replay(reporter, RECORDS), configure, wrapped) == expected
+    assert expected.split("|")[0]  # every configuration lets some record through
+
+
+def test_two_workers_and_a_target_of_one_task_print_what_one_process_prints(case, monkeypatch):
+    prepared: list[list[str]] = []
+    prepare = GlanceSync.prepare
+
+    def recorded(self, targets):
+        prepared.append(list(targets))
+        return prepare(self, targets)
+
+    monkeypatch.setattr(GlanceSync, "prepare", recorded)
+    alone = show_status(case, monkeypatch, "1")
+    assert show_status(case, monkeypatch, "2") == alone  # other:Madrid is one task, its target prepared there
+    assert prepared == [["master"]]
+
+
+def test_a_target_with_few_regions_is_one_task_handed_out_first():
+    targets = ["master"] * 8 + ["other"] * 2 + ["third"] * 4  # 2 workers x 2 regions <= 14; 2 x 2 x 4 is not
+    assert status_tasks(targets, 2) == ([[8, 9], *([i] for i in range(8)), [10], [11], [12], [13]], {"other"})
+    assert status_tasks(targets, 1)[1] == {"other", "third"}
+    assert status_tasks(["master", "other", "other"], 2) == ([[0], [1], [2]], set())  # the widest: every worker
+    assert status_tasks(["a"] * 4, 3) == ([[0], [1], [2], [3]], set())

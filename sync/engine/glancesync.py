@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
 from typing import Any, TextIO
 
@@ -88,6 +89,51 @@ def _row_of(entry: ImageStatus) -> tuple[str, str]:
     return entry.status, entry.master.name
 
 
+_QUOTED = re.compile('[,"\r\n\0]')  # what makes csv.writer quote a field (or refuse it: a NUL)
+
+
+@dataclass(slots=True)
+class OrderedStatuses:
+    """A region's (status, name) pairs as the twin path finds them: `names` in their order, every one `ok`
+    but those `exceptions` gives as (index in names, status), in increasing index. `plain_names`: no name
+    holds a character csv.writer quotes (worked out once per target, as the names are the selection's)."""
+
+    names: list[str]
+    exceptions: list[tuple[int, str]]
+    plain_names: bool
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        statuses = ["ok"] * len(self.names)
+        for index, status in self.exceptions:
+            statuses[index] = status
+        return list(zip(statuses, self.names, strict=True))
+
+    def rows(self, fullname: str) -> str:
+        """status_rows(fullname, self.pairs()), made from runs of `ok` rows each joined in one call: most
+        rows of a region are `ok`, and a row apiece cost more than the rest of a twin's status."""
+        if not self.plain_names or _QUOTED.search(fullname):
+            return status_rows(fullname, self.pairs())
+        names, ok_row = self.names, f"ok,{fullname},"
+        between = f"\r\n{ok_row}"
+        parts, start = [], 0
+        for index, status in self.exceptions:
+            if index > start:
+                parts.append(f"{ok_row}{between.join(names[start:index])}\r\n")
+            parts.append(f"{status},{fullname},{names[index]}\r\n")
+            start = index + 1
+        if start < len(names):
+            parts.append(f"{ok_row}{between.join(names[start:])}\r\n")
+        return "".join(parts)
+
+
+def plain_names(names: list[str]) -> bool:
+    """No name holds a character csv.writer quotes (a name cannot make one by being joined to another)."""
+    return _QUOTED.search("".join(names)) is None
+
+
 class _TwinVerdicts:
     """What a target makes of the twins of each master row (their prototype): `alone`, the names whose twin
     is `ok` when no other row has the name (a managed, not retired image; by the matching's rules, kept
@@ -102,7 +148,9 @@ class _TwinVerdicts:
         self.known: set[str] = set()
         self.alone: set[str] = set()
         self.passed: set[str] = set()
-        self.order = {image.name: index for index, image in enumerate(selected)}  # the selection's order
+        self.names = [image.name for image in selected]  # the selection's order
+        self.order = {name: index for index, name in enumerate(self.names)}
+        self.plain_names = plain_names(self.names)
 
     def learn(self, names: set[str], managed: dict[str, Image], masters: dict[str, Image], tenant_id: str) -> None:
         new = names - self.known
@@ -220,12 +268,13 @@ class GlanceSync:
         with twins (`list_with_twins`) spares building the images of most identical copies."""
         ref = parse_region(region, self.config)
         reporter = reporter or self.reporter
-        pairs = self._twin_statuses(ref, reporter)
-        if pairs is None:
-            pairs = [_row_of(entry) for entry in self.region_status(ref, reporter)]
-        stream.write(status_rows(ref.fullname, pairs))
+        ordered = self._twin_statuses(ref, reporter)
+        if ordered is None:
+            stream.write(status_rows(ref.fullname, [_row_of(entry) for entry in self.region_status(ref, reporter)]))
+        else:
+            stream.write(ordered.rows(ref.fullname))
 
-    def _twin_statuses(self, ref: RegionRef, reporter: Reporter) -> list[tuple[str, str]] | None:
+    def _twin_statuses(self, ref: RegionRef, reporter: Reporter) -> OrderedStatuses | None:
         """(status, master name) of region_status() from a listing with twins, or None when it must list (no
         such driver, the master region, a rotation to follow). A twin is `ok` without its image when no other
         row has its name and _TwinVerdicts says so; a twin the matching ignores and the rotations pass by is
@@ -240,9 +289,7 @@ class GlanceSync:
         with collector_paused():
             return self._statuses_with_twins(ref, listing, reporter)
 
-    def _statuses_with_twins(
-        self, ref: RegionRef, listing: TwinListing, reporter: Reporter
-    ) -> list[tuple[str, str]] | None:
+    def _statuses_with_twins(self, ref: RegionRef, listing: TwinListing, reporter: Reporter) -> OrderedStatuses | None:
         target = self.config.targets[ref.target]
         selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
         retired = self._retired[ref.target]
@@ -262,7 +309,8 @@ class GlanceSync:
                 verdicts = _TwinVerdicts(prototypes, selected, retired)
                 self._twin_verdicts[ref.target, is_owned] = verdicts
             if not is_owned:
-                order = verdicts.order  # the selection's, the same in both
+                ordered = verdicts  # the selection's order, the same in both
+                order = verdicts.order
             verdicts.learn(group, managed, self.master, tenant_id)
             copies |= group & verdicts.alone
             passed |= group & verdicts.passed
@@ -297,16 +345,20 @@ class GlanceSync:
             stand_ins: Any = found
             for name in referred:
                 stand_ins[name] = _TwinCopy(listing.ids[index[name]])
-        rest = list(map(managed.__getitem__, sorted(order.keys() - copies, key=order.__getitem__)))
+        undecided = order.keys() - copies  # a set difference in C, then one pass in the selection's order
+        rest = list(compress(selected, map(undecided.__contains__, ordered.names)))
         statuses, _ = compute_statuses(rest, found, target, retired)
         for level, message in matching.records + first.records:
             reporter.log(level, message)
         if len(statuses) == len(rest):  # no retired image followed: the selection's order
-            decided = {entry.master.name: entry.status for entry in statuses}
-            return [(decided.get(name, "ok"), name) for name in order]
+            exceptions = [(order[e.master.name], e.status) for e in statuses if e.status != "ok"]
+            return OrderedStatuses(ordered.names, exceptions, ordered.plain_names)
         rows = [(e.master.size, e.master.name, e.status) for e in statuses]
         rows += [(m.size, m.name, "ok") for m in selected if m.name in copies]
-        return [(status, name) for _, name, status in sorted(rows, key=itemgetter(0, 1))]
+        pairs = [(status, name) for _, name, status in sorted(rows, key=itemgetter(0, 1))]
+        names = [name for _, name in pairs]
+        exceptions = [(index, status) for index, (status, _) in enumerate(pairs) if status != "ok"]
+        return OrderedStatuses(names, exceptions, plain_names(names))
 
     def _referred(self, target: str) -> set[str]:
         """The names the target's managed images refer to as kernel or ramdisk (computed once, as the selection)."""

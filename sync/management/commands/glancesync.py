@@ -167,8 +167,7 @@ class Command(BaseCommand):
     def _show_status(self, engine: GlanceSync, regions: list[str]) -> list[str]:
         failed = []
         for region, (records, rows, error) in zip(regions, _region_statuses(engine, regions), strict=True):
-            for level, message in records:  # a worker's log, given here in the regions' order
-                engine.reporter.log(level, message)
+            _replay(engine.reporter, records)  # a worker's log, given here in the regions' order
             if error is not None:
                 engine.reporter.error(f"{region}: Error retrieving images from region. Cause {error}")
                 failed.append(region)
@@ -264,24 +263,50 @@ def _status_workers(engine: GlanceSync, regions: int) -> int:
 
 def _forked_statuses(engine: GlanceSync, regions: list[str], workers: int) -> Iterator[RegionRows]:
     global _forked_engine  # noqa: PLW0603 (what the forked workers inherit)
-    engine.prepare(sorted({parse_region(region, engine.config).target for region in regions}))
+    targets = [parse_region(region, engine.config).target for region in regions]
+    tasks, alone = status_tasks(targets, workers)
+    engine.prepare(sorted(set(targets) - alone))  # a target of one task: its worker prepares it, meanwhile
     _forked_engine = engine  # the workers touch no database connection and end without closing any
     gc.freeze()  # what the workers inherit is never scanned there, so its pages stay shared (not copied)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=gc.disable) as pool:
-            yield from pool.imap(_forked_region_rows, regions)
+            batches = [[(index, regions[index]) for index in task] for task in tasks]
+            done: dict[int, RegionRows] = {}
+            following = 0  # the next region to give, in the regions' order
+            for results in pool.imap_unordered(_forked_regions_rows, batches):
+                done.update(results)
+                while following in done:
+                    yield done.pop(following)
+                    following += 1
     finally:
         _forked_engine = None
         gc.unfreeze()
+
+
+def status_tasks(targets: list[str], workers: int) -> tuple[list[list[int]], set[str]]:
+    """The workers' tasks (lists of region indices) in the order they are handed out, and the targets whose
+    regions make a single task. The target with the most regions is prepared before the fork (selection,
+    twins), and each of its regions is a task, so that they spread over every worker. Another target with
+    few regions (at most one in 2 x workers of them all) is one task, handed out first: its worker prepares
+    the target (for a metadata_condition, an evaluation per master image) while the others start on the
+    rest, instead of every worker waiting for it before the fork."""
+    indices: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        indices.setdefault(target, []).append(index)
+    widest = max(indices, key=lambda target: len(indices[target]))
+    alone = {t for t, found in indices.items() if t != widest and len(found) * 2 * workers <= len(targets)}
+    tasks = [indices[target] for target in indices if target in alone]
+    tasks += [[index] for index, target in enumerate(targets) if target not in alone]
+    return tasks, alone
 
 
 # The workers run without the cyclic collector: a region's status makes no cycle, and each collection would
 # scan every image alive (a fifth of a region's time) and write to pages shared with the parent.
 
 
-def _forked_region_rows(region: str) -> RegionRows:
+def _forked_regions_rows(batch: list[tuple[int, str]]) -> list[tuple[int, RegionRows]]:
     assert _forked_engine is not None
-    return _region_rows(_forked_engine, region, RecordingReporter())
+    return [(index, _region_rows(_forked_engine, region, RecordingReporter())) for index, region in batch]
 
 
 def _region_rows(engine: GlanceSync, region: str, reporter: RecordingReporter | None) -> RegionRows:
@@ -307,6 +332,51 @@ def _configuration(options) -> tuple[SyncConfig, str]:
     return load_config(options["config_file"], overrides, require_credentials=not files), cloud_url
 
 
+def _replay(reporter: Reporter, records: list[tuple[int, str]]) -> None:
+    """Log a worker's records here, as `reporter.log` would. When the reporter's logger is the command's as
+    _client_logger made it (one stream handler with its format; no filter, nothing propagated), the lines
+    that handler would write are written to its stream directly, and flushed once: a LogRecord apiece, for
+    a big fleet's tens of thousands of warnings, was most of this process's time while its workers ran."""
+    if not records:  # logged as they came (one process)
+        return
+    handler = _plain_handler(reporter)
+    if handler is None:
+        for level, message in records:
+            reporter.log(level, message)
+        return
+    logger, write, terminator = reporter.logger, handler.stream.write, handler.terminator
+    with _handler_lock(handler):
+        for level, message in records:
+            if level >= handler.level and logger.isEnabledFor(level):
+                write(f"{logging.getLevelName(level)}:{message}{terminator}")
+        handler.flush()
+
+
+def _plain_handler(reporter: Reporter) -> logging.StreamHandler | None:
+    """The logger's only handler if a record reaches nothing else and comes out as `LEVEL:message`."""
+    logger = getattr(reporter, "logger", None)
+    if type(reporter) is not Reporter or logger is None or logger.filters or logger.propagate or logger.disabled:
+        return None
+    handler = logger.handlers[0] if len(logger.handlers) == 1 else None
+    if type(handler) is not logging.StreamHandler or handler.filters:
+        return None
+    formatter = handler.formatter
+    if type(formatter) is not logging.Formatter or type(formatter._style) is not logging.PercentStyle:
+        return None
+    if formatter._style._fmt != LOG_FORMAT:
+        return None
+    return handler
+
+
+@contextlib.contextmanager
+def _handler_lock(handler: logging.Handler) -> Iterator[None]:
+    handler.acquire()
+    try:
+        yield
+    finally:
+        handler.release()
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -314,11 +384,14 @@ def _os_user() -> str:
         return ""
 
 
+LOG_FORMAT = "%(levelname)s:%(message)s"
+
+
 def _client_logger(stream) -> logging.Logger:
     """The original printed `LEVEL:message` lines; show-status keeps stdout for the CSV rows only."""
     logger = logging.getLogger(CLIENT_LOGGER)
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s:%(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.handlers = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
