@@ -187,7 +187,7 @@ class Written:
     moved: int = 0
     deleted: int = 0
     seconds: float = 0.0  # spent in store_rows: reading the old rows, diffing, writing (the rows are built before)
-    indexing: float = 0.0  # spent building ImageState's indexes a first refresh dropped (_build_missing_indexes)
+    indexing: float = 0.0  # spent building ImageState's indexes a first refresh dropped (build_missing_indexes)
 
     @property
     def total(self) -> int:
@@ -204,11 +204,11 @@ class RowCounter:
     each call reports having written, and the time it takes (the rest of a refresh is listing and the engine)."""
 
     def __init__(self) -> None:
-        from sync import snapshot
+        from sync import snapshot, snapshot_indexes
 
         self.written = Written()
-        self._original, self._build = snapshot.store_rows, snapshot._build_missing_indexes
-        snapshot.store_rows, snapshot._build_missing_indexes = self._counting, self._building
+        self._original, self._build = snapshot.store_rows, snapshot_indexes.build_missing_indexes
+        snapshot.store_rows, snapshot_indexes.build_missing_indexes = self._counting, self._building
 
     def _building(self) -> None:
         start = time.perf_counter()

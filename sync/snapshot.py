@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -39,6 +39,7 @@ from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
 from sync.models.snapshot import PROTECTED_COPY, plan_totals
+from sync.snapshot_indexes import indexes_built_after
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     stale = [region for region in regions if not _fresh_unlisted(engine, region, known[region])]
     # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
-    with _large_sqlite_cache(), _indexes_built_after(len(engine.master) * len(stale)), collector_paused():
+    with _large_sqlite_cache(), indexes_built_after(len(engine.master) * len(stale)), collector_paused():
         batch = _Batch()
         for region, result in _computed_regions(engine, stale, known, master):
             found[region] = []
@@ -163,77 +164,6 @@ def _large_sqlite_cache() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
-
-
-INDEXED_PAIRS = 200_000  # pairs a first refresh inserts from which it builds the indexes after
-TRIGRAM_INDEX = "state_name_trgm"  # PostgreSQL's index of the names' trigrams (migration 0025), not in Meta
-INDEX_BUILD_MEMORY = "256MB"  # PostgreSQL's maintenance_work_mem while a refresh builds them: sorts in memory
-
-
-@contextmanager
-def _indexes_built_after(pairs: int) -> Iterator[None]:
-    """A first refresh (no ImageState row yet) of at least INDEXED_PAIRS pairs inserts its rows with ImageState's
-    secondary indexes dropped (on PostgreSQL the trigram one too), and builds them once at the end (also when it
-    fails). Inserted into, they cost most of a first refresh: on SQLite each batch's commit wrote all the index
-    pages its regions touched (the name indexes are swept by every region); on PostgreSQL the server's
-    inserting into seven indexes, the trigram one the dearest. The pages meanwhile read without them (slower,
-    and still whole regions). Every refresh first builds any that a refresh killed meanwhile left dropped."""
-    _build_missing_indexes()
-    if pairs < INDEXED_PAIRS or ImageState.objects.exists():
-        yield
-        return
-    with connection.cursor() as cursor:
-        for name in _secondary_indexes():  # on PostgreSQL each waits for the pages reading the table
-            cursor.execute(f"DROP INDEX IF EXISTS {connection.ops.quote_name(name)}")
-    try:
-        yield
-    finally:
-        _build_missing_indexes()
-
-
-def _secondary_indexes() -> dict[str, str]:
-    """ImageState's indexes a first refresh may drop, {name: the SQL that creates it}: Meta's, and on PostgreSQL
-    the trigram one where pg_trgm is installed (migration 0025 creates both, or neither where it may not)."""
-    editor = connection.schema_editor(atomic=False)  # for its SQL only: not entered
-    indexes = {index.name: str(index.create_sql(ImageState, editor)) for index in ImageState._meta.indexes}
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
-            if cursor.fetchone():
-                table = connection.ops.quote_name(ImageState._meta.db_table)
-                indexes[TRIGRAM_INDEX] = (
-                    f"CREATE INDEX {TRIGRAM_INDEX} ON {table} USING gin (UPPER(image_name) gin_trgm_ops)"
-                )
-    return indexes
-
-
-def _build_missing_indexes() -> None:
-    with connection.cursor() as cursor:
-        present = connection.introspection.get_constraints(cursor, ImageState._meta.db_table)
-        missing = [(name, sql) for name, sql in _secondary_indexes().items() if name not in present]
-        if not missing:
-            return
-        if connection.vendor != "postgresql":
-            for _, sql in missing:
-                cursor.execute(sql)
-            return
-        cursor.execute("SHOW maintenance_work_mem")
-        (memory,) = cursor.fetchone()
-        cursor.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-        try:
-            for name, sql in missing:
-                if name != TRIGRAM_INDEX:
-                    cursor.execute(sql)
-                    continue
-                try:  # optional, as in migration 0025: name searches are only slower without it
-                    with transaction.atomic():
-                        cursor.execute(sql)
-                except DatabaseError as error:
-                    logger.warning("no trigram index for name searches (searching names will be slower): %s", error)
-            # the planner's statistics of a table it last saw empty would choose the pages' plans badly
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(ImageState._meta.db_table)}")
-        finally:
-            cursor.execute(f"SET maintenance_work_mem = '{memory}'")
 
 
 @dataclass

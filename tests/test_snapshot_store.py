@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import fleet as bench_fleet
 from bench import plan
-from sync import snapshot
+from sync import snapshot, snapshot_indexes
 from sync.clouds.files import FileTargetSession
 from sync.connect import build_engine
 from sync.engine.backup import backup_file_name, read_backup, write_backup
@@ -615,7 +615,7 @@ def empty_the_snapshot() -> None:
     RegionSnapshot.objects.all().delete()
 
 
-# --- a first refresh builds the indexes after its rows (sync.snapshot._indexes_built_after) ------------------
+# --- a first refresh builds the indexes after its rows (sync.snapshot_indexes.indexes_built_after) ----------
 
 
 def table_indexes() -> set[str]:
@@ -661,7 +661,7 @@ def test_a_first_refresh_inserts_without_the_secondary_indexes_and_builds_them_a
     refresh_status()
     indexed = contents(), snapshots(), ImageState.objects.count()
     empty_the_snapshot()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     reported = rows_stored(monkeypatch)
     during = indexes_while_storing(monkeypatch)
     refresh_status()
@@ -678,7 +678,7 @@ def test_a_first_refresh_inserts_without_the_secondary_indexes_and_builds_them_a
 
 def test_a_first_refresh_that_fails_builds_the_indexes_again_and_stores_no_half_region(demo_cloud, monkeypatch):
     indexes = table_indexes()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     monkeypatch.setattr(snapshot._Batch, "BATCH_ROWS", 1)  # a transaction per region
     counts, calls = snapshot.status_counts, []
 
@@ -701,8 +701,8 @@ def test_a_first_refresh_that_fails_builds_the_indexes_again_and_stores_no_half_
 
 def test_indexes_a_killed_first_refresh_left_dropped_are_built_by_the_next(demo_cloud, monkeypatch):
     indexes = table_indexes()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
-    monkeypatch.setattr(snapshot, "_build_missing_indexes", lambda: None)  # killed before it could
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "build_missing_indexes", lambda: None)  # killed before it could
     refresh_status()
     assert table_indexes() == indexes - secondary_indexes()
     monkeypatch.undo()
@@ -719,7 +719,7 @@ def test_without_pg_trgm_a_first_refresh_builds_the_other_indexes(demo_cloud, mo
         cursor.execute("DROP EXTENSION pg_trgm CASCADE")
     indexes = table_indexes()
     assert "state_name_trgm" not in indexes
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     refresh_status()
     assert table_indexes() == indexes and ImageState.objects.exists()
 
