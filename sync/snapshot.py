@@ -347,6 +347,7 @@ class _Batch:
             return
         done = []
         with transaction.atomic():
+            lock_regions([computed.ref.fullname for computed, _ in regions])
             for computed, new_problems in regions:
                 done.append((computed, new_problems, _previous_failures(computed.ref), _store(computed)))
         for computed, new_problems, (failures, since), stored in done:
@@ -634,6 +635,7 @@ def store_rows(
     now = timezone.now()
     others = others or []
     with transaction.atomic(savepoint=savepoint):
+        lock_regions([region])
         old = _stored_rows(region)
         stored = Stored(new_problems=_new_problems(region, rows, old))
         _apply(region, _diff(rows, old), now, stored)
@@ -701,6 +703,26 @@ def _digest(content: tuple) -> str:
     value only (no references, no interning marks: equal contents give equal bytes) and costs less than repr.
     Two contents of the same pair hashing alike by chance (2^-64 per change) would leave one change unwritten."""
     return hashlib.blake2b(marshal.dumps(content, 0), digest_size=8).hexdigest()
+
+
+def lock_regions(regions: list[str]) -> None:
+    """Make another store of these regions wait until this transaction ends, then read what it wrote: a
+    refresh's and a sync's `refresh_region` may store one region at once, and two stores that both found it
+    without rows would both insert them (PostgreSQL: one fails on the unique pair, the other's batch with it).
+    PostgreSQL: transaction advisory locks, taken in sorted order (two batches cannot wait for each other), and
+    again by a store inside a batch's transaction at no cost. SQLite: its IMMEDIATE transactions already hold
+    the database's write lock from their start."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for region in sorted(set(regions)):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(region)])
+
+
+def _lock_key(region: str) -> int:
+    """A region's advisory lock key: 64 bits of its name's hash, in a space of its own (the prefix)."""
+    digest = hashlib.blake2b(f"glancesync region snapshot\0{region}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _stored_rows(region: str) -> dict[str, _Old]:
