@@ -22,6 +22,7 @@ from sync.engine.backup import backup_file_name, read_backup, write_backup
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import Image, TargetPolicy
 from sync.engine.regions import parse_region
+from sync.engine.reporter import RecordingReporter
 from sync.models import ImageState, RegionSnapshot
 from sync.tasks import refresh_status
 
@@ -286,6 +287,19 @@ def test_the_digest_depends_on_the_values_only():
     assert snapshot._digest(rebuilt) == snapshot._digest(content) == "db8b700f33d0bc68"  # stable across processes
     assert snapshot._digest((*content[:4], 6, *content[5:])) != snapshot._digest(content)
     assert snapshot._digest((*content[:8], 0, *content[9:])) != snapshot._digest(content)  # False is not 0
+
+
+def test_a_rows_digest_is_its_contents_and_empty_tags_are_an_empty_list(demo_cloud):
+    """`_row` inlines `_digest`, and sorts no empty tags: the same digests and contents as before either way."""
+    engine = build_engine()
+    ref = parse_region("Valencia", engine.config)
+    statuses, _ = engine.statuses(ref, engine.session(ref.target).list_images(ref.name), RecordingReporter())
+    rows = [snapshot._row(entry, {}, {}) for entry in statuses]
+    assert rows and all(type(row) is snapshot._Row and row.digest == snapshot._digest(row.content) for row in rows)
+    tags = snapshot.CONTENT_FIELDS.index("tags"), snapshot.CONTENT_FIELDS.index("region_tags")
+    for row, entry in zip(rows, statuses, strict=True):
+        copy_tags = sorted(entry.region_image.tags) if entry.region_image else []
+        assert [row.content[index] for index in tags] == [sorted(entry.master.tags), copy_tags]
 
 
 # --- a region whose inputs have not changed is not computed again (sync.snapshot.region_inputs) ------------
