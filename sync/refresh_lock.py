@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -42,7 +42,7 @@ def refresh_lock(wait_seconds: float) -> Iterator[None]:
     when another refresh still holds it then. Released at the end, also when the block fails."""
     holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(4)}"
     deadline = time.monotonic() + wait_seconds
-    while not _take(holder):
+    while not _attempt(holder):
         left = deadline - time.monotonic()
         if left <= 0:
             raise RefreshBusy(_busy_because())
@@ -58,6 +58,17 @@ def refresh_lock(wait_seconds: float) -> Iterator[None]:
 
 def lease() -> timedelta:
     return timedelta(seconds=settings.GLANCESYNC_LEASE_SECONDS)
+
+
+def _attempt(holder: str) -> bool:
+    """`_take`, where SQLite's database locked longer than its busy timeout (a first refresh's index build
+    holds it for seconds at a time) is one more failed attempt, not an error."""
+    try:
+        return _take(holder)
+    except OperationalError as error:
+        if connection.vendor != "sqlite" or "locked" not in str(error):
+            raise
+        return False
 
 
 def _take(holder: str) -> bool:

@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from sync import refresh_lock, snapshot, snapshot_indexes, tasks
@@ -177,6 +177,23 @@ def test_the_lock_is_renewed_while_a_refresh_runs(first_refresh, monkeypatch, se
     assert paused.reached.wait(WAIT) and renewed.wait(WAIT)
     paused.go.set()
     assert refreshed_all(running.join())
+
+
+def test_a_sqlite_database_locked_longer_than_its_busy_timeout_is_one_more_attempt(first_refresh, monkeypatch):
+    attempts, take = [], refresh_lock._take
+
+    def locked_once(holder):
+        attempts.append(holder)
+        if len(attempts) == 1:
+            raise OperationalError("database is locked")
+        return take(holder)
+
+    monkeypatch.setattr(refresh_lock, "_take", locked_once)
+    if connection.vendor == "sqlite":
+        assert refreshed_all(refresh_status()) and len(attempts) == 2
+    else:  # no such thing on PostgreSQL: an error is an error
+        with pytest.raises(OperationalError):
+            refresh_status()
 
 
 def test_two_stores_of_a_region_without_rows_at_once_write_its_rows_once(first_refresh, monkeypatch):
