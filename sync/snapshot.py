@@ -173,7 +173,8 @@ class _Computed:
     ref: RegionRef
     rows: list[_Row]
     warnings: list[str]
-    others: list[dict]
+    others: list[dict]  # the first RegionSnapshot.OTHER_IMAGES_KEPT
+    others_total: int
     inputs: str
     transfer: str  # "": no upload planned
 
@@ -202,11 +203,11 @@ def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: 
     statuses, region_map = engine.statuses(ref, listing, reporter)
     changes = metadata_changes(engine, ref, statuses, region_map)
     reasons = status_reasons(statuses, region_map)
-    others = other_images(listing, statuses, engine.tenant_id(ref.target))
+    others, others_total = other_images(listing, statuses, engine.tenant_id(ref.target))
     uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
     transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
     rows = [_row(entry, changes, reasons) for entry in statuses]
-    return _Computed(ref, rows, reporter.messages(), others, inputs, transfer)
+    return _Computed(ref, rows, reporter.messages(), others, others_total, inputs, transfer)
 
 
 # --- computing regions in forked processes -----------------------------------------------------------------
@@ -366,7 +367,9 @@ def _previous_failures(ref: RegionRef) -> tuple[int, object]:
 
 def _store(c: _Computed) -> Stored:
     ref = c.ref
-    stored = store_rows(ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False)
+    stored = store_rows(
+        ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False, others_total=c.others_total
+    )
     if c.transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=c.transfer)
     return stored
@@ -524,16 +527,19 @@ def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) ->
     return reasons
 
 
-def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> list[dict]:
-    """The region's images that are no synchronised master image's copy, by name, and why each is not."""
+def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> tuple[list[dict], int]:
+    """The region's images that are no synchronised master image's copy, by name, and why each is not: the
+    first RegionSnapshot.OTHER_IMAGES_KEPT (all a snapshot keeps: a fleet's region has thousands, described
+    and sent from a forked process for nothing), and how many there are."""
     matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
     others = sorted((image for image in listing if image.id not in matched), key=lambda i: (i.name or "", i.id))
-    return [
+    kept = [
         {"name": image.name or "", "status": image.status, "public": image.is_public,
          "visibility": image.visibility, "hidden": image.hidden, "tags": sorted(image.tags), "size": image.size or 0,
          "why": _not_synchronised_because(image, tenant_id)}
-        for image in others
+        for image in others[: RegionSnapshot.OTHER_IMAGES_KEPT]
     ]  # fmt: skip
+    return kept, len(others)
 
 
 def _not_synchronised_because(image: Image, tenant_id: str) -> str:
@@ -630,10 +636,13 @@ def store_rows(
     others: list[dict] | None = None,
     inputs: str = "",
     savepoint: bool = True,
+    others_total: int | None = None,
 ) -> Stored:
-    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them."""
+    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them. `others_total`: how many
+    other images the region has, when `others` are only the first ones (default: all of them)."""
     now = timezone.now()
     others = others or []
+    others_total = len(others) if others_total is None else others_total
     with transaction.atomic(savepoint=savepoint):
         lock_regions([region])
         old = _stored_rows(region)
@@ -643,7 +652,7 @@ def store_rows(
             region=region,
             defaults={
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
-                "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
+                "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": others_total,
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(rows),
                 "plan_totals": _plan_totals(rows), "inputs": inputs,

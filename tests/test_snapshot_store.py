@@ -549,6 +549,21 @@ def snapshots() -> list[tuple]:
     return list(RegionSnapshot.objects.order_by("region").values_list(*SNAPSHOT_FIELDS))
 
 
+def test_a_refresh_keeps_the_first_other_images_and_counts_them_all(demo_cloud, monkeypatch, settings):
+    refresh_status()
+    every = dict(RegionSnapshot.objects.values_list("region", "other_images"))
+    assert max(len(others) for others in every.values()) > 1
+    monkeypatch.setattr(RegionSnapshot, "OTHER_IMAGES_KEPT", 1)
+    for processes in (1, 2):  # computed here, then in forked processes
+        settings.GLANCESYNC_REFRESH_PROCESSES = processes
+        empty_the_snapshot()
+        refresh_status()
+        kept = RegionSnapshot.objects.values_list("region", "other_images", "other_images_total")
+        assert {region: (others, total) for region, others, total in kept} == {
+            region: (others[:1], len(others)) for region, others in every.items()
+        }
+
+
 def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch, settings):
     edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
     refresh_status()
