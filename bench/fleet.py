@@ -23,7 +23,7 @@ Pages can be measured on the same fleet: `ready_fleet()` returns a fleet whose d
 and a full snapshot (made once, then reused from --workdir), with Django set up for it.
 
 Usage: .venv/bin/python bench/fleet.py [--images 20000] [--regions 100] [--runs 3] [--workdir DIR]
-                                       [--database sqlite|postgres] [--changed 0.01]
+                                       [--database sqlite|postgres] [--changed 0.01] [--refreshes 1-4]
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ class Written:
     moved: int = 0
     deleted: int = 0
     seconds: float = 0.0  # spent in store_rows: reading the old rows, diffing, writing (the rows are built before)
-    indexing: float = 0.0  # spent building ImageState's indexes a first refresh dropped (_build_missing_indexes)
+    indexing: float = 0.0  # spent building ImageState's indexes a first refresh dropped (build_missing_indexes)
 
     @property
     def total(self) -> int:
@@ -204,11 +204,11 @@ class RowCounter:
     each call reports having written, and the time it takes (the rest of a refresh is listing and the engine)."""
 
     def __init__(self) -> None:
-        from sync import snapshot
+        from sync import snapshot, snapshot_indexes
 
         self.written = Written()
-        self._original, self._build = snapshot.store_rows, snapshot._build_missing_indexes
-        snapshot.store_rows, snapshot._build_missing_indexes = self._counting, self._building
+        self._original, self._build = snapshot.store_rows, snapshot_indexes.build_missing_indexes
+        snapshot.store_rows, snapshot_indexes.build_missing_indexes = self._counting, self._building
 
     def _building(self) -> None:
         start = time.perf_counter()
@@ -319,9 +319,15 @@ def progress(text: str) -> None:
     print(text, flush=True)
 
 
-def measure(fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = progress) -> dict[str, Series]:
+REFRESHES = ("full", "unchanged", "changed", "restored")
+
+
+def measure(
+    fleet: Fleet, runs: int, share: float, log: Callable[[str], None] = progress, refreshes: int = len(REFRESHES)
+) -> dict[str, Series]:
+    """`refreshes`: the first that many of REFRESHES in each run (1: the first full refresh only)."""
     counter = RowCounter()
-    results = {name: Series() for name in ("full", "unchanged", "changed", "restored")}
+    results = {name: Series() for name in REFRESHES[:refreshes]}
     for run in range(1, runs + 1):
         restore(fleet)
         empty_snapshot()
@@ -400,6 +406,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--changed", type=float, default=0.01, help="share of images changed (default 0.01)")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache folder")
+    parser.add_argument(
+        "--refreshes", type=int, choices=range(1, len(REFRESHES) + 1), default=len(REFRESHES),
+        help="the first N of the refreshes in each run (1: the first full one only; default all 4)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -407,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fleet = make_fleet(plan.Params(args.images, args.regions, args.seed), args.workdir, args.database)
     setup_database(fleet)
-    results = measure(fleet, args.runs, args.changed)
+    results = measure(fleet, args.runs, args.changed, refreshes=args.refreshes)
     report(fleet, results, args.runs)
     return 0
 

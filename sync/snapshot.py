@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -39,6 +39,7 @@ from sync.engine.status import ImageStatus, missing_ami_references
 from sync.engine.updates import updated_metadata
 from sync.models import ImageState, RegionSnapshot
 from sync.models.snapshot import PROTECTED_COPY, plan_totals
+from sync.snapshot_indexes import indexes_built_after
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def refresh_regions(engine: GlanceSync, regions: list[str]) -> dict[str, str]:
     stale = [region for region in regions if not _fresh_unlisted(engine, region, known[region])]
     # The collector off for the whole loop (a batch holds computed regions across listings): collecting over
     # them cost 10 % of a refresh that computes every region. Listing threads pause it too (the CSV reader).
-    with _large_sqlite_cache(), _indexes_built_after(len(engine.master) * len(stale)), collector_paused():
+    with _large_sqlite_cache(), indexes_built_after(len(engine.master) * len(stale)), collector_paused():
         batch = _Batch()
         for region, result in _computed_regions(engine, stale, known, master):
             found[region] = []
@@ -165,77 +166,6 @@ def _large_sqlite_cache() -> Iterator[None]:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
 
-INDEXED_PAIRS = 200_000  # pairs a first refresh inserts from which it builds the indexes after
-TRIGRAM_INDEX = "state_name_trgm"  # PostgreSQL's index of the names' trigrams (migration 0025), not in Meta
-INDEX_BUILD_MEMORY = "256MB"  # PostgreSQL's maintenance_work_mem while a refresh builds them: sorts in memory
-
-
-@contextmanager
-def _indexes_built_after(pairs: int) -> Iterator[None]:
-    """A first refresh (no ImageState row yet) of at least INDEXED_PAIRS pairs inserts its rows with ImageState's
-    secondary indexes dropped (on PostgreSQL the trigram one too), and builds them once at the end (also when it
-    fails). Inserted into, they cost most of a first refresh: on SQLite each batch's commit wrote all the index
-    pages its regions touched (the name indexes are swept by every region); on PostgreSQL the server's
-    inserting into seven indexes, the trigram one the dearest. The pages meanwhile read without them (slower,
-    and still whole regions). Every refresh first builds any that a refresh killed meanwhile left dropped."""
-    _build_missing_indexes()
-    if pairs < INDEXED_PAIRS or ImageState.objects.exists():
-        yield
-        return
-    with connection.cursor() as cursor:
-        for name in _secondary_indexes():  # on PostgreSQL each waits for the pages reading the table
-            cursor.execute(f"DROP INDEX IF EXISTS {connection.ops.quote_name(name)}")
-    try:
-        yield
-    finally:
-        _build_missing_indexes()
-
-
-def _secondary_indexes() -> dict[str, str]:
-    """ImageState's indexes a first refresh may drop, {name: the SQL that creates it}: Meta's, and on PostgreSQL
-    the trigram one where pg_trgm is installed (migration 0025 creates both, or neither where it may not)."""
-    editor = connection.schema_editor(atomic=False)  # for its SQL only: not entered
-    indexes = {index.name: str(index.create_sql(ImageState, editor)) for index in ImageState._meta.indexes}
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
-            if cursor.fetchone():
-                table = connection.ops.quote_name(ImageState._meta.db_table)
-                indexes[TRIGRAM_INDEX] = (
-                    f"CREATE INDEX {TRIGRAM_INDEX} ON {table} USING gin (UPPER(image_name) gin_trgm_ops)"
-                )
-    return indexes
-
-
-def _build_missing_indexes() -> None:
-    with connection.cursor() as cursor:
-        present = connection.introspection.get_constraints(cursor, ImageState._meta.db_table)
-        missing = [(name, sql) for name, sql in _secondary_indexes().items() if name not in present]
-        if not missing:
-            return
-        if connection.vendor != "postgresql":
-            for _, sql in missing:
-                cursor.execute(sql)
-            return
-        cursor.execute("SHOW maintenance_work_mem")
-        (memory,) = cursor.fetchone()
-        cursor.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-        try:
-            for name, sql in missing:
-                if name != TRIGRAM_INDEX:
-                    cursor.execute(sql)
-                    continue
-                try:  # optional, as in migration 0025: name searches are only slower without it
-                    with transaction.atomic():
-                        cursor.execute(sql)
-                except DatabaseError as error:
-                    logger.warning("no trigram index for name searches (searching names will be slower): %s", error)
-            # the planner's statistics of a table it last saw empty would choose the pages' plans badly
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(ImageState._meta.db_table)}")
-        finally:
-            cursor.execute(f"SET maintenance_work_mem = '{memory}'")
-
-
 @dataclass
 class _Computed:
     """A region's statuses and what the pages show with them, computed and not yet stored."""
@@ -243,7 +173,8 @@ class _Computed:
     ref: RegionRef
     rows: list[_Row]
     warnings: list[str]
-    others: list[dict]
+    others: list[dict]  # the first RegionSnapshot.OTHER_IMAGES_KEPT
+    others_total: int
     inputs: str
     transfer: str  # "": no upload planned
 
@@ -272,11 +203,11 @@ def _computed(engine: GlanceSync, ref: RegionRef, listing: list[Image], inputs: 
     statuses, region_map = engine.statuses(ref, listing, reporter)
     changes = metadata_changes(engine, ref, statuses, region_map)
     reasons = status_reasons(statuses, region_map)
-    others = other_images(listing, statuses, engine.tenant_id(ref.target))
+    others, others_total = other_images(listing, statuses, engine.tenant_id(ref.target))
     uploads = any(entry.status in UPLOAD_STATUSES for entry in statuses)
     transfer = engine.planned_transfer(ref) if uploads else ""  # asks the region's Glance once
     rows = [_row(entry, changes, reasons) for entry in statuses]
-    return _Computed(ref, rows, reporter.messages(), others, inputs, transfer)
+    return _Computed(ref, rows, reporter.messages(), others, others_total, inputs, transfer)
 
 
 # --- computing regions in forked processes -----------------------------------------------------------------
@@ -359,7 +290,7 @@ def _receive(stream: BinaryIO) -> tuple[str, _Computed | None]:
     size = int.from_bytes(_read(stream, 8), "little")
     rows = marshal.loads(_read(stream, size))
     if computed:
-        computed.rows = list(map(functools.partial(tuple.__new__, _Row), rows))  # _make without a frame per row
+        computed.rows = list(map(_new_row, rows))  # _make without a frame per row
     return error, computed
 
 
@@ -417,6 +348,7 @@ class _Batch:
             return
         done = []
         with transaction.atomic():
+            lock_regions([computed.ref.fullname for computed, _ in regions])
             for computed, new_problems in regions:
                 done.append((computed, new_problems, _previous_failures(computed.ref), _store(computed)))
         for computed, new_problems, (failures, since), stored in done:
@@ -435,7 +367,9 @@ def _previous_failures(ref: RegionRef) -> tuple[int, object]:
 
 def _store(c: _Computed) -> Stored:
     ref = c.ref
-    stored = store_rows(ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False)
+    stored = store_rows(
+        ref.fullname, ref.target, c.rows, c.warnings, c.others, c.inputs, savepoint=False, others_total=c.others_total
+    )
     if c.transfer:  # the preview says how the uploads would go (issue #18)
         RegionSnapshot.objects.filter(region=ref.fullname).update(transfer=c.transfer)
     return stored
@@ -593,16 +527,19 @@ def status_reasons(statuses: list[ImageStatus], region_map: dict[str, Image]) ->
     return reasons
 
 
-def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> list[dict]:
-    """The region's images that are no synchronised master image's copy, by name, and why each is not."""
+def other_images(listing: list[Image], statuses: list[ImageStatus], tenant_id: str) -> tuple[list[dict], int]:
+    """The region's images that are no synchronised master image's copy, by name, and why each is not: the
+    first RegionSnapshot.OTHER_IMAGES_KEPT (all a snapshot keeps: a fleet's region has thousands, described
+    and sent from a forked process for nothing), and how many there are."""
     matched = {entry.region_image.id for entry in statuses if entry.region_image is not None}
     others = sorted((image for image in listing if image.id not in matched), key=lambda i: (i.name or "", i.id))
-    return [
+    kept = [
         {"name": image.name or "", "status": image.status, "public": image.is_public,
          "visibility": image.visibility, "hidden": image.hidden, "tags": sorted(image.tags), "size": image.size or 0,
          "why": _not_synchronised_because(image, tenant_id)}
-        for image in others
+        for image in others[: RegionSnapshot.OTHER_IMAGES_KEPT]
     ]  # fmt: skip
+    return kept, len(others)
 
 
 def _not_synchronised_because(image: Image, tenant_id: str) -> str:
@@ -699,11 +636,15 @@ def store_rows(
     others: list[dict] | None = None,
     inputs: str = "",
     savepoint: bool = True,
+    others_total: int | None = None,
 ) -> Stored:
-    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them."""
+    """`store_statuses` of the statuses' rows (`_row`), as a refresh computes them. `others_total`: how many
+    other images the region has, when `others` are only the first ones (default: all of them)."""
     now = timezone.now()
     others = others or []
+    others_total = len(others) if others_total is None else others_total
     with transaction.atomic(savepoint=savepoint):
+        lock_regions([region])
         old = _stored_rows(region)
         stored = Stored(new_problems=_new_problems(region, rows, old))
         _apply(region, _diff(rows, old), now, stored)
@@ -711,7 +652,7 @@ def store_rows(
             region=region,
             defaults={
                 "target": target, "computed_at": now, "error": "", "warnings": warnings or [],
-                "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": len(others),
+                "other_images": others[: RegionSnapshot.OTHER_IMAGES_KEPT], "other_images_total": others_total,
                 "read_failures": 0, "unreadable_since": None,
                 "status_counts": status_counts(rows),
                 "plan_totals": _plan_totals(rows), "inputs": inputs,
@@ -751,26 +692,54 @@ class _Old(NamedTuple):
 
 
 def _row(entry: ImageStatus, changes: dict[str, list[list]], reasons: dict[str, str]) -> _Row:
+    """A first refresh makes 1.5 M of these in its forked processes (0.1 s a region): empty tags are not sorted
+    (most images have none), and the row and its digest (`_digest`, inlined) are made without a Python call."""
     copy, master = entry.region_image, entry.master
+    name = master.name
     if copy is None:
         region_id, region_checksum, region_size, region_name, region_visibility, region_hidden, region_tags = NO_COPY
     else:
         region_id, region_checksum, region_size = copy.id, copy.checksum or "", copy.size
         region_name, region_visibility, region_hidden = copy.name, copy.visibility, copy.hidden
-        region_tags = sorted(copy.tags)
+        region_tags = sorted(copy.tags) if copy.tags else []
     content = (
         master.id, master.checksum or "", region_id, region_checksum, master.size or 0, region_size, region_name,
-        master.visibility, master.hidden, sorted(master.tags), region_visibility, region_hidden, region_tags,
-        changes.get(master.name, []), reasons.get(master.name, "")[:500],
+        master.visibility, master.hidden, sorted(master.tags) if master.tags else [], region_visibility,
+        region_hidden, region_tags, changes.get(name, []), reasons.get(name, "")[:500],
     )  # fmt: skip
-    return _Row(master.name, entry.status, content, _digest(content))
+    return _new_row((name, entry.status, content, _blake2b(_marshal(content, 0), digest_size=8).hexdigest()))
+
+
+_new_row = functools.partial(tuple.__new__, _Row)  # _Row(...) without its Python-level __new__
+_blake2b, _marshal = hashlib.blake2b, marshal.dumps
 
 
 def _digest(content: tuple) -> str:
     """64 bits of blake2b over the content in marshal's version 0, which writes str, int, bool, None and lists by
     value only (no references, no interning marks: equal contents give equal bytes) and costs less than repr.
-    Two contents of the same pair hashing alike by chance (2^-64 per change) would leave one change unwritten."""
+    Two contents of the same pair hashing alike by chance (2^-64 per change) would leave one change unwritten.
+    `_row` inlines it."""
     return hashlib.blake2b(marshal.dumps(content, 0), digest_size=8).hexdigest()
+
+
+def lock_regions(regions: list[str]) -> None:
+    """Make another store of these regions wait until this transaction ends, then read what it wrote: a
+    refresh's and a sync's `refresh_region` may store one region at once, and two stores that both found it
+    without rows would both insert them (PostgreSQL: one fails on the unique pair, the other's batch with it).
+    PostgreSQL: transaction advisory locks, taken in sorted order (two batches cannot wait for each other), and
+    again by a store inside a batch's transaction at no cost. SQLite: its IMMEDIATE transactions already hold
+    the database's write lock from their start."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for region in sorted(set(regions)):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(region)])
+
+
+def _lock_key(region: str) -> int:
+    """A region's advisory lock key: 64 bits of its name's hash, in a space of its own (the prefix)."""
+    digest = hashlib.blake2b(f"glancesync region snapshot\0{region}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _stored_rows(region: str) -> dict[str, _Old]:

@@ -30,6 +30,7 @@ from sync.models import (
     StatusRefresh,
     SyncRun,
 )
+from sync.refresh_lock import RefreshBusy, refresh_lock
 from sync.snapshot import all_regions, refresh_region, refresh_regions
 
 logger = logging.getLogger(__name__)
@@ -214,15 +215,29 @@ def _counters(result: RegionResult, reporter: RunReporter) -> dict[str, object]:
     }
 
 
+SCHEDULED_REFRESH_WAIT_SECONDS = 60  # how long the schedule's refresh waits for another one to end, then skips
+
+
 def refresh_status(regions: list[str] | None = None, request_id: int | None = None) -> str:
     """Recompute the ImageState snapshot of these regions (`target:` for a target's; default: every region of
     every target). With `request_id` (a RefreshRequest: the console's "Refresh now", an admin save) the task
-    claims it first and closes it at the end, whatever happens, so the pages stop saying "Refreshing"."""
+    claims it first and closes it at the end, whatever happens, so the pages stop saying "Refreshing".
+
+    One refresh at a time (`sync.refresh_lock`). While another runs, a requested refresh waits for it (it was
+    asked for after that one had started reading), as long as a request may take to be done; the schedule's
+    waits SCHEDULED_REFRESH_WAIT_SECONDS (a short one, of a region or a target), then skips this firing, logged
+    and said in its result: the one running is as recent, and the next firing comes 15 minutes later."""
     if request_id is not None and not RefreshRequest.start(request_id):
         return f"refresh request {request_id} was not waiting any more: nothing done"
     summary = "failed: internal error"
+    wait = SCHEDULED_REFRESH_WAIT_SECONDS if request_id is None else settings.GLANCESYNC_REFRESH_TIMEOUT_SECONDS
     try:
-        summary = _refresh(regions)
+        with refresh_lock(wait):
+            summary = _refresh(regions)
+        return summary
+    except RefreshBusy as busy:
+        summary = f"skipped: {busy}"
+        logger.warning("Status refresh of %s skipped: %s", ", ".join(regions or ["every region"]), busy)
         return summary
     finally:
         if request_id is not None:

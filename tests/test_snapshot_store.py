@@ -15,13 +15,14 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import fleet as bench_fleet
 from bench import plan
-from sync import snapshot
+from sync import snapshot, snapshot_indexes
 from sync.clouds.files import FileTargetSession
 from sync.connect import build_engine
 from sync.engine.backup import backup_file_name, read_backup, write_backup
 from sync.engine.glancesync import GlanceSync
 from sync.engine.model import Image, TargetPolicy
 from sync.engine.regions import parse_region
+from sync.engine.reporter import RecordingReporter
 from sync.models import ImageState, RegionSnapshot
 from sync.tasks import refresh_status
 
@@ -288,6 +289,19 @@ def test_the_digest_depends_on_the_values_only():
     assert snapshot._digest((*content[:8], 0, *content[9:])) != snapshot._digest(content)  # False is not 0
 
 
+def test_a_rows_digest_is_its_contents_and_empty_tags_are_an_empty_list(demo_cloud):
+    """`_row` inlines `_digest`, and sorts no empty tags: the same digests and contents as before either way."""
+    engine = build_engine()
+    ref = parse_region("Valencia", engine.config)
+    statuses, _ = engine.statuses(ref, engine.session(ref.target).list_images(ref.name), RecordingReporter())
+    rows = [snapshot._row(entry, {}, {}) for entry in statuses]
+    assert rows and all(type(row) is snapshot._Row and row.digest == snapshot._digest(row.content) for row in rows)
+    tags = snapshot.CONTENT_FIELDS.index("tags"), snapshot.CONTENT_FIELDS.index("region_tags")
+    for row, entry in zip(rows, statuses, strict=True):
+        copy_tags = sorted(entry.region_image.tags) if entry.region_image else []
+        assert [row.content[index] for index in tags] == [sorted(entry.master.tags), copy_tags]
+
+
 # --- a region whose inputs have not changed is not computed again (sync.snapshot.region_inputs) ------------
 
 
@@ -535,6 +549,21 @@ def snapshots() -> list[tuple]:
     return list(RegionSnapshot.objects.order_by("region").values_list(*SNAPSHOT_FIELDS))
 
 
+def test_a_refresh_keeps_the_first_other_images_and_counts_them_all(demo_cloud, monkeypatch, settings):
+    refresh_status()
+    every = dict(RegionSnapshot.objects.values_list("region", "other_images"))
+    assert max(len(others) for others in every.values()) > 1
+    monkeypatch.setattr(RegionSnapshot, "OTHER_IMAGES_KEPT", 1)
+    for processes in (1, 2):  # computed here, then in forked processes
+        settings.GLANCESYNC_REFRESH_PROCESSES = processes
+        empty_the_snapshot()
+        refresh_status()
+        kept = RegionSnapshot.objects.values_list("region", "other_images", "other_images_total")
+        assert {region: (others, total) for region, others, total in kept} == {
+            region: (others[:1], len(others)) for region, others in every.items()
+        }
+
+
 def test_forked_processes_store_what_this_process_would(demo_cloud, monkeypatch, settings):
     edit_region(demo_cloud, "Valencia", new_checksum("cirros-0.6.2-x86_64"))
     refresh_status()
@@ -615,7 +644,7 @@ def empty_the_snapshot() -> None:
     RegionSnapshot.objects.all().delete()
 
 
-# --- a first refresh builds the indexes after its rows (sync.snapshot._indexes_built_after) ------------------
+# --- a first refresh builds the indexes after its rows (sync.snapshot_indexes.indexes_built_after) ----------
 
 
 def table_indexes() -> set[str]:
@@ -661,7 +690,7 @@ def test_a_first_refresh_inserts_without_the_secondary_indexes_and_builds_them_a
     refresh_status()
     indexed = contents(), snapshots(), ImageState.objects.count()
     empty_the_snapshot()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     reported = rows_stored(monkeypatch)
     during = indexes_while_storing(monkeypatch)
     refresh_status()
@@ -678,7 +707,7 @@ def test_a_first_refresh_inserts_without_the_secondary_indexes_and_builds_them_a
 
 def test_a_first_refresh_that_fails_builds_the_indexes_again_and_stores_no_half_region(demo_cloud, monkeypatch):
     indexes = table_indexes()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     monkeypatch.setattr(snapshot._Batch, "BATCH_ROWS", 1)  # a transaction per region
     counts, calls = snapshot.status_counts, []
 
@@ -701,8 +730,8 @@ def test_a_first_refresh_that_fails_builds_the_indexes_again_and_stores_no_half_
 
 def test_indexes_a_killed_first_refresh_left_dropped_are_built_by_the_next(demo_cloud, monkeypatch):
     indexes = table_indexes()
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
-    monkeypatch.setattr(snapshot, "_build_missing_indexes", lambda: None)  # killed before it could
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "build_missing_indexes", lambda: None)  # killed before it could
     refresh_status()
     assert table_indexes() == indexes - secondary_indexes()
     monkeypatch.undo()
@@ -719,7 +748,7 @@ def test_without_pg_trgm_a_first_refresh_builds_the_other_indexes(demo_cloud, mo
         cursor.execute("DROP EXTENSION pg_trgm CASCADE")
     indexes = table_indexes()
     assert "state_name_trgm" not in indexes
-    monkeypatch.setattr(snapshot, "INDEXED_PAIRS", 0)
+    monkeypatch.setattr(snapshot_indexes, "INDEXED_PAIRS", 0)
     refresh_status()
     assert table_indexes() == indexes and ImageState.objects.exists()
 

@@ -341,3 +341,16 @@ class RefreshRequest(models.Model):
     @classmethod
     def finish(cls, pk: int, result: str) -> None:
         cls.objects.filter(pk=pk).update(finished_at=timezone.now(), result=result)
+
+
+class RefreshLock(models.Model):
+    """At most one status refresh (`sync.tasks.refresh_status`) at a time in this database, whatever process or
+    task cluster runs it: a lease taken by compare-and-set, renewed by a heartbeat and free again once it expires
+    (a killed worker cannot keep it), as RegionLock is for a region's sync. One row, created on first use."""
+
+    holder = models.CharField(max_length=200, blank=True, help_text="host, pid and a token of the refresh; empty: free")
+    taken_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"refresh lock held by {self.holder}" if self.holder else "refresh lock (free)"
