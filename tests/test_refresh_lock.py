@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -114,6 +115,17 @@ def test_it_skips_the_schedules_refresh_while_another_runs_and_says_why(first_re
     assert table_indexes() == indexes and whole_regions()
     assert StatusRefresh.objects.count() == 1  # the skipped one recorded no refresh
     assert not RefreshLock.objects.exclude(holder="").exists()  # released
+
+
+def test_the_command_fails_when_its_refresh_was_skipped(first_refresh, monkeypatch):
+    monkeypatch.setattr(tasks, "SCHEDULED_REFRESH_WAIT_SECONDS", 0)
+    paused = Paused(monkeypatch)
+    running = InThread(refresh_status)
+    assert paused.reached.wait(WAIT)
+    with pytest.raises(CommandError, match=r"^skipped: another refresh \("):
+        call_command("refresh_status")
+    paused.go.set()
+    assert refreshed_all(running.join())
 
 
 def test_it_makes_a_requested_refresh_wait_for_the_running_one_then_run(first_refresh, monkeypatch):

@@ -23,6 +23,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"A status refresh of {refresh.scope_label} was already waiting for a task worker.")
             return
         summary = refresh_status(regions)
-        if summary.startswith("statuses not refreshed") or "; " in summary:
+        if summary.startswith(("statuses not refreshed", "skipped")) or "; " in summary:
             raise CommandError(summary)
         self.stdout.write(summary)

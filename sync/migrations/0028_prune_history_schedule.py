@@ -17,5 +17,5 @@ def delete_schedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("sync", "0026_regionsnapshot_inputs")]
+    dependencies = [("sync", "0027_refreshlock")]
     operations = [migrations.RunPython(create_schedule, delete_schedule)]
