@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection
@@ -25,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sync.models.snapshot import RefreshLock
+from sync.runs import lease  # the same lease as a region's sync
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ def refresh_lock(wait_seconds: float) -> Iterator[None]:
         if renewal is not None:
             renewal.stop()
         _release(holder)
-
-
-def lease() -> timedelta:
-    return timedelta(seconds=settings.GLANCESYNC_LEASE_SECONDS)
 
 
 def _attempt(holder: str) -> bool:
