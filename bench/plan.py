@@ -540,11 +540,15 @@ def twin_pairs(folder: Path, config: SyncConfig, runs: int) -> tuple[Series, int
             images = session.list_images(ref.name)
             work = partial(_general_rows, engine, ref, images)
         gc.collect()
-        for k in range(runs):
-            wall, cpu = time.perf_counter(), time.process_time()
-            rows = work()
-            walls[k] += time.perf_counter() - wall
-            cpus[k] += time.process_time() - cpu
+        gc.disable()  # as in --show-status's workers (manage.py glancesync): the collector never runs there
+        try:
+            for k in range(runs):
+                wall, cpu = time.perf_counter(), time.process_time()
+                rows = work()
+                walls[k] += time.perf_counter() - wall
+                cpus[k] += time.process_time() - cpu
+        finally:
+            gc.enable()
         count += len(rows)
         del listing, work, rows
     series.wall, series.cpu, series.count = walls, cpus, count

@@ -183,7 +183,7 @@ def master_tails(path: str | os.PathLike[str], marker: str) -> tuple[dict[str, s
         parts = line.split(",", 3)
         if len(parts) != 4 or '"' in parts[0] or '"' in parts[1] or '"' in parts[2]:
             continue
-        name = parts[1]
+        name = intern(parts[1])  # the images' own (interned) name: sets of names compare them by identity
         if name in rows:
             repeated.add(name)
         rows[name] = line
@@ -309,6 +309,7 @@ def read_with_twins(
             return None
     if len(images) != len(others):  # a blank line: read_backup skips it
         return None
+    names = list(map(intern, names))  # the master's name objects: the engine's sets of names hit by identity
 
     def twin_images(indices: list[int]) -> list[Image]:
         return _fast_images([lines[twins[i]] for i in indices], str(path))

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, compress
-from operator import itemgetter
+from operator import itemgetter, not_
 from typing import Any, TextIO
 
 from sync.clouds.base import Cloud, ImageSource, TargetSession
@@ -135,41 +135,42 @@ def plain_names(names: list[str]) -> bool:
 
 
 class _TwinVerdicts:
-    """What a target makes of the twins of each master row (their prototype): `alone`, the names whose twin
-    is `ok` when no other row has the name (a managed, not retired image; by the matching's rules, kept
-    without a warning; by the status step's, an identical copy); `passed`, the names whose twin the
-    matching ignores and the rotations pass by (no managed image has the name; the master image of that
-    name has its checksum). Learnt once per name, as the selection is computed once: the engine's master
-    images do not change once listed, nor the driver's prototypes."""
+    """What a target makes of the twins of each master row (their prototype), worked out once for every name
+    (the engine's master images do not change once listed, nor the driver's prototypes): `alone`, the names
+    whose twin is `ok` when no other row has the name (a managed, not retired image; by the matching's
+    rules, kept without a warning; by the status step's, an identical copy); `needed`, those whose twin a
+    rule looks at (its image is read); the rest, whose twin the matching ignores and the rotations pass by
+    (no managed image has the name; the master image of that name has its checksum), change nothing."""
 
-    def __init__(self, prototypes: dict[str, Image], selected: list[Image], retired: list[Image]) -> None:
+    def __init__(
+        self,
+        prototypes: dict[str, Image],
+        selected: list[Image],
+        retired: list[Image],
+        managed: dict[str, Image],
+        masters: dict[str, Image],
+        tenant_id: str,
+    ) -> None:
         self.prototypes = prototypes
-        self.retired = {image.name for image in retired}
-        self.known: set[str] = set()
-        self.alone: set[str] = set()
-        self.passed: set[str] = set()
         self.names = [image.name for image in selected]  # the selection's order
-        self.order = {name: index for index, name in enumerate(self.names)}
         self.plain_names = plain_names(self.names)
-
-    def learn(self, names: set[str], managed: dict[str, Image], masters: dict[str, Image], tenant_id: str) -> None:
-        new = names - self.known
-        if not new:
-            return
-        for name in new:
-            prototype = self.prototypes[name]
+        retired_names = {image.name for image in retired}
+        self.alone: set[str] = set()
+        self.needed: set[str] = set()
+        for name, prototype in prototypes.items():
             master = managed.get(name)
             if master is None:
                 namesake = masters.get(name)
-                if namesake is not None and namesake.checksum == prototype.checksum:
-                    self.passed.add(name)
+                if namesake is None or namesake.checksum != prototype.checksum:
+                    self.needed.add(name)
             elif (
-                name not in self.retired
+                name not in retired_names
                 and takes_its_name(prototype, tenant_id)
                 and is_identical_copy(prototype, master)
             ):
                 self.alone.add(name)
-        self.known.update(new)
+            else:
+                self.needed.add(name)
 
 
 class _TwinCopy:
@@ -295,32 +296,34 @@ class GlanceSync:
         retired = self._retired[ref.target]
         names, owned = listing.names, listing.owned
         present = set(names)
-        copies: set[str] = set()  # ok unless another row has the name: then the matching decides
-        passed: set[str] = set()
-        # a name both owned and not is in two rows: the duplicates' test below takes it out of the copies
+        # Set operations in C, each over the twins at most once: a region has thousands of twins and the
+        # rules look at a few of them. `alone`: the twins ok unless another row has the name; `wanted`: the
+        # twins a rule looks at, read into images; the other twins change nothing.
+        alone: set[str] = set()
+        wanted: set[str] = set()
         for is_owned, prototypes, group in (
             (False, listing.prototypes, present - owned if owned else present),
             (True, listing.owned_prototypes, owned),
         ):
             if is_owned and not group:
                 continue
-            verdicts = self._twin_verdicts.get((ref.target, is_owned))
-            if verdicts is None or verdicts.prototypes is not prototypes:
-                verdicts = _TwinVerdicts(prototypes, selected, retired)
-                self._twin_verdicts[ref.target, is_owned] = verdicts
-            if not is_owned:
-                ordered = verdicts  # the selection's order, the same in both
-                order = verdicts.order
-            verdicts.learn(group, managed, self.master, tenant_id)
-            copies |= group & verdicts.alone
-            passed |= group & verdicts.passed
-        copies.difference_update(image.name for image in listing.images)
+            verdicts = self._verdicts(ref.target, is_owned, prototypes)
+            alone |= group & verdicts.alone
+            wanted |= group & verdicts.needed
+        ordered = self._verdicts(ref.target, False, listing.prototypes)  # the selection's order, as every target's
+        others = {image.name for image in listing.images}
         if len(present) != len(names):
-            copies.difference_update(name for name, count in Counter(names).items() if count > 1)
-        wanted = present - copies - passed
+            others.update(name for name, count in Counter(names).items() if count > 1)
+        crowded = alone & others  # another row has the name: the matching decides between them
+        copies = alone - crowded if crowded else alone
+        wanted |= crowded
+        referred = copies.intersection(self._referred(ref.target))
         images = listing.images
+        if wanted or referred:  # one pass over the twins' names, in C, for the indices of both
+            looked_up = wanted | referred
+            hits = list(compress(range(len(names)), map(looked_up.__contains__, names)))
         if wanted:  # each in its place in the listing: the matching's warnings and preferences follow its order
-            read = [i for i, name in enumerate(names) if name in wanted]
+            read = [i for i in hits if names[i] in wanted]
             positions = [listing.twin_positions[i] for i in read]
             placed = chain(
                 zip(listing.positions, images, strict=True), zip(positions, listing.twin_images(read), strict=True)
@@ -339,19 +342,19 @@ class GlanceSync:
                     return None
             except _ListingNeeded:
                 return None  # a rotation looks at every image of the region: list it
-        referred = copies.intersection(self._referred(ref.target))
         if referred:  # the status step looks kernels and ramdisks up by name, and reads their ids
-            index = dict(zip(names, range(len(names)), strict=True))
             stand_ins: Any = found
-            for name in referred:
-                stand_ins[name] = _TwinCopy(listing.ids[index[name]])
-        undecided = order.keys() - copies  # a set difference in C, then one pass in the selection's order
-        rest = list(compress(selected, map(undecided.__contains__, ordered.names)))
+            for i in hits:
+                if names[i] in referred:
+                    stand_ins[names[i]] = _TwinCopy(listing.ids[i])
+        undecided = list(map(not_, map(copies.__contains__, ordered.names)))  # in C, in the selection's order
+        rest = list(compress(selected, undecided))
         statuses, _ = compute_statuses(rest, found, target, retired)
         for level, message in matching.records + first.records:
             reporter.log(level, message)
-        if len(statuses) == len(rest):  # no retired image followed: the selection's order
-            exceptions = [(order[e.master.name], e.status) for e in statuses if e.status != "ok"]
+        if len(statuses) == len(rest):  # no retired image followed: the selection's order, rest's indices in it
+            indices = compress(range(len(undecided)), undecided)
+            exceptions = [(index, e.status) for index, e in zip(indices, statuses, strict=True) if e.status != "ok"]
             return OrderedStatuses(ordered.names, exceptions, ordered.plain_names)
         rows = [(e.master.size, e.master.name, e.status) for e in statuses]
         rows += [(m.size, m.name, "ok") for m in selected if m.name in copies]
@@ -359,6 +362,15 @@ class GlanceSync:
         names = [name for _, name in pairs]
         exceptions = [(index, status) for index, (status, _) in enumerate(pairs) if status != "ok"]
         return OrderedStatuses(names, exceptions, plain_names(names))
+
+    def _verdicts(self, target: str, owned: bool, prototypes: dict[str, Image]) -> _TwinVerdicts:
+        """The target's verdicts on these prototypes (its tenant's own rows' if `owned`), worked out once."""
+        verdicts = self._twin_verdicts.get((target, owned))
+        if verdicts is None or verdicts.prototypes is not prototypes:
+            selected, retired, managed = self.selected(target), self._retired[target], self.managed(target)
+            verdicts = _TwinVerdicts(prototypes, selected, retired, managed, self.master, self.tenant_id(target))
+            self._twin_verdicts[target, owned] = verdicts
+        return verdicts
 
     def _referred(self, target: str) -> set[str]:
         """The names the target's managed images refer to as kernel or ramdisk (computed once, as the selection)."""

@@ -151,11 +151,14 @@ def ami_state(region: Image, master: Image, found: dict[str, Image], pending: se
     """`ready`, `update`, `pending` or `missing` for the kernel/ramdisk references (spec §4.3)."""
     if not _has_ami_reference(region.user_properties) and not _has_ami_reference(master.user_properties):
         return "ready"  # the common case, checked first: this runs for every (region, image) pair
-    states = {_ami_property_state(p, region, master, found, pending) for p in AMI_PROPERTIES}
-    for state in ("missing", "pending", "update"):
-        if state in states:
+    worst = "ready"  # missing, then pending, then update win
+    for prop in AMI_PROPERTIES:
+        state = _ami_property_state(prop, region, master, found, pending)
+        if state == "missing":
             return state
-    return "ready"
+        if state == "pending" or worst == "ready":
+            worst = state
+    return worst
 
 
 def _ami_property_state(prop: str, region: Image, master: Image, found: dict[str, Image], pending: set[str]) -> str:
