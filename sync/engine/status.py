@@ -148,26 +148,30 @@ def _has_ami_reference(props: dict) -> bool:
 
 
 def ami_state(region: Image, master: Image, found: dict[str, Image], pending: set[str]) -> str:
-    """`ready`, `update`, `pending` or `missing` for the kernel/ramdisk references (spec §4.3)."""
-    if not _has_ami_reference(region.user_properties) and not _has_ami_reference(master.user_properties):
+    """`ready`, `update`, `pending` or `missing` for the kernel/ramdisk references (spec §4.3): per property,
+    `missing` when the master's reference names an image the region lacks and will not receive, `pending` when
+    it will receive it, `update` when the region's reference is not that image's id (or the master has none
+    and the region has one); the worst of both wins, in that order. One loop, no call a property: this runs
+    for every AMI pair of every region."""
+    rprops, mprops = region.user_properties, master.user_properties
+    if not _has_ami_reference(rprops) and not _has_ami_reference(mprops):
         return "ready"  # the common case, checked first: this runs for every (region, image) pair
-    worst = "ready"  # missing, then pending, then update win
+    worst = "ready"
     for prop in AMI_PROPERTIES:
-        state = _ami_property_state(prop, region, master, found, pending)
-        if state == "missing":
-            return state
+        if prop not in mprops:
+            state = "ready" if prop not in rprops else "update"
+        else:
+            aux_name = mprops[prop]
+            aux = found.get(aux_name)
+            if aux is None:
+                if aux_name not in pending:
+                    return "missing"
+                state = "pending"
+            else:
+                state = "ready" if rprops.get(prop) == aux.id else "update"
         if state == "pending" or worst == "ready":
             worst = state
     return worst
-
-
-def _ami_property_state(prop: str, region: Image, master: Image, found: dict[str, Image], pending: set[str]) -> str:
-    if prop not in master.user_properties:
-        return "ready" if prop not in region.user_properties else "update"
-    aux_name = master.user_properties[prop]
-    if aux_name not in found:
-        return "pending" if aux_name in pending else "missing"
-    return "ready" if region.user_properties.get(prop) == found[aux_name].id else "update"
 
 
 def missing_ami_references(master: Image, found: dict[str, Image]) -> list[str]:

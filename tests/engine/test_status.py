@@ -174,6 +174,19 @@ def test_it_reports_pending_ami_when_the_kernel_is_being_replaced():
     assert statuses_of([kernel, ramdisk, ami], region, replace={"old"})["ami"] == "pending_ami"
 
 
+@pytest.mark.parametrize("stale", ["kernel", "ramdisk"])
+def test_a_reference_to_wait_for_wins_over_a_stale_one_and_a_missing_one_over_both(stale):
+    # one copy is there but the AMI points elsewhere (update), the other is still to upload (pending)
+    kernel, ramdisk, ami = ami_family()
+    there = kernel if stale == "kernel" else ramdisk
+    region = [
+        img(there.name, checksum=there.checksum, id=f"r{there.name}"),
+        img("ami", user_properties={"kernel_id": "old", "ramdisk_id": "old"}),
+    ]
+    assert statuses_of([kernel, ramdisk, ami], region)["ami"] == "pending_ami"
+    assert statuses_of([there, ami], region)["ami"] == "error_ami"  # nothing to wait for: missing
+
+
 def test_it_orders_statuses_by_size_then_name():
     masters = [img("b", size=2), img("a", size=2), img("c", size=1)]
     target = TargetPolicy(name="master")
