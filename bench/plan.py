@@ -29,7 +29,8 @@ Issue #17 adds two measures (`--only pairs,cli`):
           in microseconds per (region, image) pair; goal <= 3 us. A second figure, the twin path: the engine's
           part of `export_status` (what --show-status runs) with each region's listing with twins in memory
           (`list_with_twins`, and the twins a rule needs read into images, both untimed), `statuses()` for
-          the regions it does not apply to (the master region, a rotation to follow);
+          the regions it does not apply to (the master region, a rotation to follow); timed with the cyclic
+          collector off, as --show-status's workers run it;
 * cli   - the real `manage.py glancesync --show-status master: other:` of the whole fleet in a child process,
           with a glancesync.conf written next to the folder (`<folder>.conf`, the file cloud needs no
           credentials): wall time, CPU time and max RSS (from /usr/bin/time), and every output row compared
