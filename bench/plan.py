@@ -38,11 +38,18 @@ Issue #17 adds two measures (`--only pairs,cli`):
           On a file cloud it lists with twins (rows that read as the master's row of their name, decided
           without their images: GlanceSync.export_status), so it no longer runs `pairs`' path for them.
 
+A last, optional part (`--only original --original DIR`, after `bench/original/setup.sh`) runs the original
+GlanceSync (Python 2.7) on the same fleet, through the in-memory mock its own tests use, for a ratio measured in
+the same run rather than against the issue's figures (151-159 s, 4.0 GiB, taken on another machine): wall time,
+max RSS, and its rows compared with the truth by (region, image), since it prints regions in Python 2 dict
+order (it differs where its known AMI upload-order bug applies, spec 9.1-7, CLAUDIA-5324).
+
 The truth (`status_truth.csv` in the folder) is every pair's status derived from the generated images by the
 spec's rules, in the most direct way and independently of the engine's code (see `region_truth`).
 
 Usage: .venv/bin/python bench/plan.py [--images 20000] [--regions 100] [--runs 5] [--workdir DIR]
-                                      [--only product,pairs,cli] [--cli-runs 3] [--profile N]
+                                      [--only product,pairs,cli,original] [--cli-runs 3] [--profile N]
+                                      [--original DIR] [--original-runs 1]
 """
 
 from __future__ import annotations
@@ -662,6 +669,70 @@ def cli(folder: Path, runs: int) -> CliRuns:
     return results
 
 
+@dataclass
+class OriginalRuns:
+    """Runs of the original's --show-status (bench/original) on the fleet."""
+
+    wall: list[float] = field(default_factory=list)
+    max_rss: list[int] = field(default_factory=list)  # bytes (/usr/bin/time; one process)
+    rows: int = 0
+    changed: int = 0  # (region, image) pairs whose status is not the truth's, or that it does not print
+
+
+def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
+    """The original GlanceSync (as bench/original/setup.sh prepared it in `prepared`) on the fleet. Its mock
+    reads every CSV of a folder, so it gets one with links to the regions' files only; its configuration is
+    ours plus a placeholder credential for the `other` target, which its parser requires (the mock never
+    authenticates; the master's comes from OS_* variables)."""
+    csvs = folder.parent / f"{folder.name}-original-csvs"
+    csvs.mkdir(exist_ok=True)
+    for path in folder.glob("backup_*.csv"):
+        if not (csvs / path.name).exists():
+            (csvs / path.name).symlink_to(path)
+    conf = folder.parent / f"{folder.name}.original.conf"
+    conf.write_text(
+        write_conf(folder)
+        .read_text()
+        .replace(f"[{OTHER}]\n", f"[{OTHER}]\ncredential = user,cGFzcw==,http://localhost:5000/v2.0,tenant\n"),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{prepared / 'py2lib'}:{prepared / 'src'}",
+        "GLANCESYNC_ORIGINAL_SRC": str(prepared / "src"),
+        "GLANCESYNC_SETTINGS_FILE": str(prepared / "fiware-glancesync.cfg"),
+        "GLANCESYNC_LOGGING_SETTINGS_FILE": str(prepared / "fiware-glancesync-logging.cfg"),
+        "GLANCESYNC_CONFIG": str(conf),
+        "OS_USERNAME": "user",
+        "OS_PASSWORD": "placeholder",
+        "OS_AUTH_URL": "http://localhost:5000/v2.0",
+        "OS_TENANT_NAME": "tenant",
+    }
+    python2 = (prepared / "python2").read_text().strip()
+    command = [python2, str(prepared / "run_status.py"), str(csvs), "--show-status", "master:", f"{OTHER}:"]
+    truth = {(region, name): status for status, region, name in (row.split(",") for row in read_truth(folder))}
+    results = OriginalRuns()
+    for _ in range(runs):
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as out, tempfile.NamedTemporaryFile() as usage:
+            start = time.perf_counter()
+            done = subprocess.run(
+                ["/usr/bin/time", "-f", "%M", "-o", usage.name, *command],
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            results.wall.append(time.perf_counter() - start)
+            if done.returncode:
+                raise SystemExit(f"the original failed with exit status {done.returncode}: {' '.join(command)}")
+            results.max_rss.append(int(Path(usage.name).read_text().split()[-1]) * 1024)
+            out.seek(0)
+            printed = [line.split(",") for line in out.read().splitlines()]  # its log lines share the stdout
+        statuses = {(row[1], row[2]): row[0] for row in printed if len(row) == 3 and row[0] in STATUSES}
+        results.rows = len(statuses)
+        results.changed = sum(statuses.get(pair) != status for pair, status in truth.items())
+    return results
+
+
 def peak_pss(child: subprocess.Popen) -> int:
     """The highest sum of PSS over the child's process tree, sampled every 100 ms until it ends: with worker
     processes, /usr/bin/time's max RSS is the biggest one's, and a sum of RSS counts shared pages twice."""
@@ -785,11 +856,24 @@ def print_twin_pairs(series: Series, general: int) -> None:
     print(f"        runs:  {' '.join(f'{us:.2f}' for us in per_pair)}")
 
 
-def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
-    """`issue_fleet`: the 20,000 x 100 fleet the original was measured on (only then are ratios to it shown)."""
+def print_original(results: OriginalRuns, pairs: int) -> None:
+    print()
+    print(f"the original GlanceSync's --show-status master: {OTHER}: (bench/original, Python 2.7, its mock)")
+    wall, rss = statistics.median(results.wall), statistics.median(results.max_rss) / 2**30
+    print(f"        median {wall:.1f} s, max RSS {rss:.2f} GiB")
+    print(f"        runs:  {' '.join(f'{w:.1f}' for w in results.wall)} s")
+    print(f"        pairs printed {results.rows:,} of {pairs:,}; status other than the truth's: {results.changed:,}")
+
+
+def print_cli(results: CliRuns, pairs: int, issue_fleet: bool, measured: OriginalRuns | None = None) -> None:
+    """`issue_fleet`: the 20,000 x 100 fleet the original was measured on (only then are ratios to it shown);
+    `measured`: the original's runs in this run, which the ratios then use instead of the issue's figures."""
     wall, cpu = statistics.median(results.wall), statistics.median(results.cpu)
     rss = statistics.median(results.max_rss) / 2**20
     low, high, original_mib = ORIGINAL_CLI
+    if measured is not None:
+        low, high = min(measured.wall), max(measured.wall)
+        original_mib = statistics.median(measured.max_rss) / 2**20
     print()
     print(f"manage.py glancesync --show-status master: {OTHER}: ({pairs:,} rows checked against the truth)")
     print(f"        median {wall:.2f} s (cpu {cpu:.2f} s), max RSS {rss:.0f} MiB")
@@ -799,8 +883,9 @@ def print_cli(results: CliRuns, pairs: int, issue_fleet: bool) -> None:
     pss = statistics.median(results.peak_pss) / 2**20
     print(f"        peak PSS of all processes: {' '.join(f'{r / 2**20:.0f}' for r in results.peak_pss)} MiB")
     print(f"        rows differing from the truth: {' '.join(map(str, results.mismatches))}")
-    if issue_fleet:
-        print(f"vs the original ({low:g}-{high:g} s, {original_mib / 1024:g} GiB):")
+    if issue_fleet or measured is not None:
+        where = "measured in this run" if measured is not None else "the issue's figures"
+        print(f"vs the original ({where}: {low:.1f}-{high:.1f} s, {original_mib / 1024:.2f} GiB):")
         print(f"        {low / wall:.1f}-{high / wall:.1f}x faster, {original_mib / rss:.1f}x less memory")
     same = not any(results.mismatches)
     print(f"goal every row unchanged:     {'PASS' if same else 'FAIL'}")
@@ -824,9 +909,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="product,pairs,cli",
-        help="comma-separated parts to run: product (csv, floor and product), pairs, cli (default: all)",
+        help="comma-separated parts to run: product (csv, floor and product), pairs, cli, original (default: all "
+        "but original, which needs --original)",
     )
     parser.add_argument("--cli-runs", type=int, default=3, help="runs of the real --show-status (default 3)")
+    parser.add_argument("--original", type=Path, metavar="DIR", help="the original, as bench/original/setup.sh made it")
+    parser.add_argument("--original-runs", type=int, default=1, help="runs of the original (default 1; ~3 min each)")
     return parser.parse_args(argv)
 
 
@@ -844,9 +932,17 @@ def main(argv: list[str] | None = None) -> int:
         series, count = pairs(folder, config, args.runs)
         print_pairs(series)
         print_twin_pairs(*twin_pairs(folder, config, args.runs))
+    if "original" in parts and args.original is None:
+        raise SystemExit("--only original needs --original DIR (see bench/original/setup.sh)")
     if "cli" in parts:
         issue_fleet = (params.images, params.regions) == (20000, 100)
-        print_cli(cli(folder, args.cli_runs), len(read_truth(folder)), issue_fleet)
+        ours = cli(folder, args.cli_runs)
+        measured = original(folder, args.original_runs, args.original) if "original" in parts else None
+        if measured is not None:
+            print_original(measured, len(read_truth(folder)))
+        print_cli(ours, len(read_truth(folder)), issue_fleet, measured)
+    elif "original" in parts:
+        print_original(original(folder, args.original_runs, args.original), len(read_truth(folder)))
     if args.profile:
         print()
         profile(folder, config, args.profile)
