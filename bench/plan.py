@@ -720,6 +720,7 @@ def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
                 stdout=out,
                 stderr=subprocess.DEVNULL,
                 env=env,
+                cwd=prepared,  # it writes its log file (glancesync-api.log) in its working directory
             )
             results.wall.append(time.perf_counter() - start)
             if done.returncode:
