@@ -718,13 +718,15 @@ def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
             done = subprocess.run(
                 ["/usr/bin/time", "-f", "%M", "-o", usage.name, *command],
                 stdout=out,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 env=env,
                 cwd=prepared,  # it writes its log file (glancesync-api.log) in its working directory
+                text=True,
             )
             results.wall.append(time.perf_counter() - start)
             if done.returncode:
-                raise SystemExit(f"the original failed with exit status {done.returncode}: {' '.join(command)}")
+                last = (done.stderr.strip().splitlines() or [""])[-1]
+                raise SystemExit(f"the original failed ({done.returncode}: {last}): {' '.join(command)}")
             results.max_rss.append(int(Path(usage.name).read_text().split()[-1]) * 1024)
             out.seek(0)
             printed = [line.split(",") for line in out.read().splitlines()]  # its log lines share the stdout
@@ -887,7 +889,7 @@ def print_cli(results: CliRuns, pairs: int, issue_fleet: bool, measured: Origina
     if issue_fleet or measured is not None:
         where = "measured in this run" if measured is not None else "the issue's figures"
         print(f"vs the original ({where}: {low:.1f}-{high:.1f} s, {original_mib / 1024:.2f} GiB):")
-        memory = max(rss, statistics.median(results.peak_pss) / 2**20)  # every process's, as the original's one
+        memory = max(rss, pss)  # every process's, as the original's one
         print(f"        {low / wall:.1f}-{high / wall:.1f}x faster, {original_mib / memory:.1f}x less memory")
     same = not any(results.mismatches)
     print(f"goal every row unchanged:     {'PASS' if same else 'FAIL'}")
@@ -936,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
         print_twin_pairs(*twin_pairs(folder, config, args.runs))
     if "original" in parts and args.original is None:
         raise SystemExit("--only original needs --original DIR (see bench/original/setup.sh)")
+    if "original" in parts and not (args.original / "python2").is_file():
+        raise SystemExit(f"--original {args.original}: not a folder bench/original/setup.sh prepared")
     if "cli" in parts:
         issue_fleet = (params.images, params.regions) == (20000, 100)
         ours = cli(folder, args.cli_runs)
