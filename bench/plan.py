@@ -924,10 +924,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    parts = set(args.only.split(","))
+    if "original" in parts and args.original is None:
+        raise SystemExit("--only original needs --original DIR (see bench/original/setup.sh)")
+    if "original" in parts and not (args.original / "python2").is_file():
+        raise SystemExit(f"--original {args.original}: not a folder bench/original/setup.sh prepared")
     params = Params(args.images, args.regions, args.seed)
     folder = generate(params, args.workdir)
     config = make_config()
-    parts = set(args.only.split(","))
     print_header(params, folder, args.runs)
     if "product" in parts:
         print_results(measure(folder, config, args.runs))
@@ -936,10 +940,6 @@ def main(argv: list[str] | None = None) -> int:
         series, count = pairs(folder, config, args.runs)
         print_pairs(series)
         print_twin_pairs(*twin_pairs(folder, config, args.runs))
-    if "original" in parts and args.original is None:
-        raise SystemExit("--only original needs --original DIR (see bench/original/setup.sh)")
-    if "original" in parts and not (args.original / "python2").is_file():
-        raise SystemExit(f"--original {args.original}: not a folder bench/original/setup.sh prepared")
     if "cli" in parts:
         issue_fleet = (params.images, params.regions) == (20000, 100)
         ours = cli(folder, args.cli_runs)
