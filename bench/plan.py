@@ -639,12 +639,12 @@ class CliRuns:
     mismatches: list[int] = field(default_factory=list)  # output rows that differ from the truth
 
 
-def cli(folder: Path, runs: int) -> CliRuns:
+def cli(folder: Path, runs: int, truth: list[str]) -> CliRuns:
     """Wall time, CPU time (user + system) and max RSS measured by /usr/bin/time (not os.wait4 here: a child
     forked from this big process would report this process's RSS as its own high-water mark), and the
     output checked row by row against the generated truth. Django's data dir is a scratch folder (with
     --config-file the command reads no database)."""
-    conf, truth = write_conf(folder), read_truth(folder)
+    conf = write_conf(folder)
     manage = Path(__file__).resolve().parent.parent / "manage.py"
     command = [sys.executable, str(manage), "glancesync", "--config-file", str(conf), "--cloud", f"files:{folder}"]
     command += ["--show-status", "master:", f"{OTHER}:"]
@@ -679,7 +679,7 @@ class OriginalRuns:
     changed: int = 0  # (region, image) pairs whose status is not the truth's, or that it does not print
 
 
-def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
+def original(folder: Path, runs: int, prepared: Path, truth: list[str]) -> OriginalRuns:
     """The original GlanceSync (as bench/original/setup.sh prepared it in `prepared`) on the fleet. Its mock
     reads every CSV of a folder, so it gets one with links to the regions' files only; its configuration is
     ours plus a placeholder credential for the `other` target, which its parser requires (the mock never
@@ -710,7 +710,7 @@ def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
     }
     python2 = (prepared / "python2").read_text().strip()
     command = [python2, str(prepared / "run_status.py"), str(csvs), "--show-status", "master:", f"{OTHER}:"]
-    truth = {(region, name): status for status, region, name in (row.split(",") for row in read_truth(folder))}
+    expected = {(region, name): status for status, region, name in (row.split(",") for row in truth)}
     results = OriginalRuns()
     for _ in range(runs):
         with tempfile.TemporaryFile("w+", encoding="utf-8") as out, tempfile.NamedTemporaryFile() as usage:
@@ -732,7 +732,7 @@ def original(folder: Path, runs: int, prepared: Path) -> OriginalRuns:
             printed = [line.split(",") for line in out.read().splitlines()]  # its log lines share the stdout
         statuses = {(row[1], row[2]): row[0] for row in printed if len(row) == 3 and row[0] in STATUSES}
         results.rows = len(statuses)
-        results.changed = sum(statuses.get(pair) != status for pair, status in truth.items())
+        results.changed = sum(statuses.get(pair) != status for pair, status in expected.items())
     return results
 
 
@@ -940,15 +940,14 @@ def main(argv: list[str] | None = None) -> int:
         series, count = pairs(folder, config, args.runs)
         print_pairs(series)
         print_twin_pairs(*twin_pairs(folder, config, args.runs))
-    if "cli" in parts:
-        issue_fleet = (params.images, params.regions) == (20000, 100)
-        ours = cli(folder, args.cli_runs)
-        measured = original(folder, args.original_runs, args.original) if "original" in parts else None
+    if "cli" in parts or "original" in parts:
+        truth = read_truth(folder)  # 1.5 M rows at fleet size: read once
+        ours = cli(folder, args.cli_runs, truth) if "cli" in parts else None
+        measured = original(folder, args.original_runs, args.original, truth) if "original" in parts else None
         if measured is not None:
-            print_original(measured, len(read_truth(folder)))
-        print_cli(ours, len(read_truth(folder)), issue_fleet, measured)
-    elif "original" in parts:
-        print_original(original(folder, args.original_runs, args.original), len(read_truth(folder)))
+            print_original(measured, len(truth))
+        if ours is not None:
+            print_cli(ours, len(truth), (params.images, params.regions) == (20000, 100), measured)
     if args.profile:
         print()
         profile(folder, config, args.profile)
