@@ -32,9 +32,10 @@ from sync.engine.rotation import Rotations, checksum_index
 from sync.engine.selection import Selector, filter_master_images, is_foreign, replace_ami_ids_by_names
 from sync.engine.status import (
     ImageStatus,
+    Masters,
     compute_statuses,
     is_identical_copy,
-    match_region_images,
+    match_copies,
     takes_its_name,
 )
 from sync.engine.updates import obsolete_updates, updated_metadata, upload_copy
@@ -205,7 +206,7 @@ class GlanceSync:
         self.selectors = {name: Selector(target) for name, target in config.targets.items()}
         self._selected: dict[str, list[Image]] = {}
         self._retired: dict[str, list[Image]] = {}
-        self._managed: dict[str, dict[str, Image]] = {}
+        self._masters: dict[str, Masters] = {}
         # (target, owned) -> what its twins' prototypes make them (owned: those of its tenant's own rows)
         self._twin_verdicts: dict[tuple[str, bool], _TwinVerdicts] = {}
         self._referred_names: dict[str, set[str]] = {}
@@ -232,15 +233,14 @@ class GlanceSync:
             selector = self.selectors[target]
             self._selected[target] = selector.select(self.master)
             self._retired[target] = selector.retired(self.master)
-            managed = self._selected[target] + self._retired[target]
-            self._managed[target] = {image.name: image for image in managed}
+            self._masters[target] = Masters(self._selected[target], self._retired[target])
         return self._selected[target]
 
     def managed(self, target: str) -> dict[str, Image]:
         """The master images whose region copies the target looks after, by name: the synchronisable ones
         and the retired ones (hidden or community), whose existing copies follow them."""
         self.selected(target)
-        return self._managed[target]
+        return self._masters[target].by_name
 
     def region_names(self, target: str) -> list[str]:
         return self.session(target).region_names()
@@ -331,8 +331,9 @@ class GlanceSync:
             images = [image for _, image in sorted(placed, key=itemgetter(0))]
         matching = RecordingReporter()
         unmatched: list[Image] | None = [] if target.follow_rotations else None
-        found = match_region_images(
-            ref.fullname, images, managed, tenant_id, target.only_tenant_images, matching, unmatched
+        masters = self._masters[ref.target]
+        found, _ = match_copies(
+            ref.fullname, images, masters, tenant_id, target.only_tenant_images, matching, unmatched
         )
         first = RecordingReporter()
         if unmatched is not None:
@@ -407,19 +408,21 @@ class GlanceSync:
         self, ref: RegionRef, listing: list[Image], reporter: Reporter
     ) -> tuple[list[ImageStatus], dict[str, Image]]:
         target = self.config.targets[ref.target]
-        selected, managed, tenant_id = self.selected(ref.target), self.managed(ref.target), self.tenant_id(ref.target)
-        retired = self._retired[ref.target]
+        selected, masters, tenant_id = self.selected(ref.target), self._masters[ref.target], self.tenant_id(ref.target)
+        managed, retired = masters.by_name, self._retired[ref.target]
         rotating = target.follow_rotations and not self.is_master_region(ref)
         unmatched: list[Image] | None = [] if rotating else None
-        found = match_region_images(
-            ref.fullname, listing, managed, tenant_id, target.only_tenant_images, reporter, unmatched
+        found, copies = match_copies(
+            ref.fullname, listing, masters, tenant_id, target.only_tenant_images, reporter, unmatched
         )
+        in_order = copies if masters.in_selection_order else None
         if unmatched is None:
-            return compute_statuses(selected, found, target, retired)
+            return compute_statuses(selected, found, target, retired, in_order)
         first = RecordingReporter()  # its warnings count only if no copy has to be held back
         rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
         rotated = rotations.follow(listing, found, unmatched)
-        statuses, region_map = compute_statuses(selected, rotated, target, retired)
+        in_order = in_order if rotated is found else None  # the copies by position are those of `found`
+        statuses, region_map = compute_statuses(selected, rotated, target, retired, in_order)
         # error_ami leaves a copy untouched (spec §5.1): renaming the new build's namesake away is then not
         # done either, and the region keeps the original's status for it until the kernel/ramdisk are there.
         held = [] if rotated is found else [e for e in statuses if e.status == "error_ami" and is_renamed(e)]

@@ -20,6 +20,24 @@ class ImageStatus:
     region_image: Image | None  # the region's copy (for replace/rename: the old one); None when absent
 
 
+class Masters:
+    """Master images by name (a later namesake wins), with each name's position among them, worked out once
+    per target: the matching files a region's image at its master's position, so that the status step reads
+    each (master, copy) pair by position instead of looking the name up (two dict probes a pair fewer)."""
+
+    __slots__ = ("by_name", "checksums", "checksum_at", "images", "positions", "in_selection_order")
+
+    def __init__(self, selected: list[Image], retired: list[Image] | None = None) -> None:
+        managed = selected + retired if retired else selected
+        self.by_name = {image.name: image for image in managed}
+        self.images = list(self.by_name.values())
+        self.positions = {name: position for position, name in enumerate(self.by_name)}
+        # No two of one name: position i holds selected[i], so the matched copies line up with the selection.
+        self.in_selection_order = len(self.images) == len(managed)
+        self.checksum_at = [image.checksum for image in self.images]  # read in the matching without the image
+        self.checksums = frozenset(self.checksum_at) - {None}
+
+
 def match_region_images(
     fullname: str,
     images: Iterable[Image],
@@ -29,20 +47,41 @@ def match_region_images(
     reporter: Reporter,
     unmatched: list[Image] | None = None,
 ) -> dict[str, Image]:
-    """Map each selected master name to the region image that stands for it (spec §2.3).
+    """Map each selected master name to the region image that stands for it (spec §2.3): match_copies for
+    masters given by name."""
+    masters = Masters(list(selected.values()))
+    return match_copies(fullname, images, masters, tenant_id, only_tenant_images, reporter, unmatched)[0]
 
-    `unmatched`, when given, receives the images that are not the copy of a selected namesake by content: the
-    only ones a rotation may rename (collected here, since this loop sees every image anyway)."""
+
+def match_copies(
+    fullname: str,
+    images: Iterable[Image],
+    masters: Masters,
+    tenant_id: str,
+    only_tenant_images: bool,
+    reporter: Reporter,
+    unmatched: list[Image] | None = None,
+) -> tuple[dict[str, Image], list[Image | None]]:
+    """Map each master name to the region image that stands for it (spec §2.3), and list the same images by
+    their masters' positions (None where the region has none), for compute_statuses.
+
+    `unmatched`, when given, receives the only images a rotation may rename to a master's name: those with the
+    content of one of the masters but not the copy of their namesake among them by content (collected here,
+    since this loop sees every image anyway, while it is in the cache: the thousands of copies of masters the
+    target does not manage, and the region's own images, are left out)."""
+    checksums, checksum_at = masters.checksums, masters.checksum_at
     found: dict[str, Image] = {}
+    copies: list[Image | None] = [None] * len(masters.images)
+    positions, by_position = masters.positions, masters.images
     own = padded(tenant_id)
     for image in images:  # the hottest loop of a status run: every image of every region
         name = image.name
-        master = selected.get(name)
-        if master is None:
-            if unmatched is not None:
+        position = positions.get(name)
+        if position is None:
+            if unmatched is not None and image.checksum in checksums:
                 unmatched.append(image)
             continue
-        if unmatched is not None and master.checksum != image.checksum:
+        if unmatched is not None and checksum_at[position] != image.checksum and image.checksum in checksums:
             unmatched.append(image)
         owner = image.owner
         if owner and owner != tenant_id and padded(owner) != own:  # is_foreign(), inlined
@@ -52,15 +91,16 @@ def match_region_images(
         if image.status != "active":
             reporter.warning(f"{fullname}: state of image {name} with UUID {image.id}  is not active: {image.status}")
             continue
-        kept = found.get(name)
+        kept = copies[position]
         if kept is None:
-            found[name] = image
+            found[name] = copies[position] = image
             continue
         if image.hidden == kept.hidden:  # a hidden namesake of a visible image is an old build kept for servers
             reporter.warning(f"{fullname}: image name {name} is duplicated. UUIDs: {image.id} {kept.id}")
+        master = by_position[position]
         if _preference(image, master) > _preference(kept, master):
-            found[name] = image
-    return found
+            found[name] = copies[position] = image
+    return found, copies
 
 
 def takes_its_name(image: Image, tenant_id: str) -> bool:
@@ -184,10 +224,16 @@ def missing_ami_references(master: Image, found: dict[str, Image]) -> list[str]:
 
 
 def compute_statuses(
-    selected: list[Image], found: dict[str, Image], target: TargetPolicy, retired: list[Image] | None = None
+    selected: list[Image],
+    found: dict[str, Image],
+    target: TargetPolicy,
+    retired: list[Image] | None = None,
+    copies: list[Image | None] | None = None,
 ) -> tuple[list[ImageStatus], dict[str, Image]]:
     """Status of each selected master image (in the given order) against the region's matched images, and
     of each retired master image (hidden, community) whose copy the region has: that copy follows it.
+    `copies`, when given, is `found.get(master.name)` of each selected master, by position (from
+    match_copies, when no two managed masters share a name): the pairs are then read without a lookup.
 
     Returns the statuses and the region map without the images about to be replaced or renamed.
     Unlike the original, every upload is known before the AMI check runs, so an AMI image waits for its
@@ -202,6 +248,7 @@ def compute_statuses(
                 del region_map[master.name]
         if followed:
             images = sorted(selected + followed, key=lambda i: (i.size, i.name))
+            copies = None  # no longer in the selection's order
     # One pass decides every status but those of same-content copies with kernel/ramdisk references: they
     # wait for the second, since their AMI state depends on every upload of the region.
     first_pass: list[ImageStatus] = []
@@ -209,17 +256,18 @@ def compute_statuses(
     pending: set[str] = set()
     compared, has_set = _compared(target.metadata_set), bool(target.metadata_set)
     get, append = region_map.get, first_pass.append  # locals: this loop runs for every (region, image) pair
-    for master in images:
-        name = master.name
-        region = get(name)
+    # The copies of the retired masters follow the selection's (not strict). Without copies, each is looked up
+    # as the loop goes: a master that shares a name with one before it sees that one's copy gone if replaced.
+    pairs = zip(images, copies, strict=False) if copies is not None else ((m, get(m.name)) for m in images)
+    for master, region in pairs:
         if region is None:
             append(ImageStatus("pending_upload", master, None))
-            pending.add(name)
+            pending.add(master.name)
         elif region.checksum != master.checksum:
             status = checksum_status(region.checksum, target)
             if status == "pending_replace" or status == "pending_rename":
-                del region_map[name]
-                pending.add(name)
+                del region_map[master.name]
+                pending.add(master.name)
             append(ImageStatus(status, master, region))
         elif (  # is_identical_copy, inlined (this runs for every pair): keep the two alike, the twins rely on it
             region.user_properties == master.user_properties  # most copies: identical, checked inline

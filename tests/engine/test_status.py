@@ -1,10 +1,19 @@
 """Per-(region, image) statuses: spec §4.2 (every status, the `any` table) and §4.3 (AMI)."""
 
+import random
+
 import pytest
 
-from sync.engine.model import Image, TargetPolicy
+from sync.engine.model import STATUSES, Image, TargetPolicy
 from sync.engine.reporter import RecordingReporter
-from sync.engine.status import checksum_status, compute_statuses, match_region_images, missing_ami_references
+from sync.engine.status import (
+    Masters,
+    checksum_status,
+    compute_statuses,
+    match_copies,
+    match_region_images,
+    missing_ami_references,
+)
 
 
 def img(name, checksum="c", size=10, region="Burgos", id=None, **kw):
@@ -240,6 +249,64 @@ class TestMatching:
     def test_it_ignores_images_not_selected(self):
         found, warnings = self.match([img("zzz", owner="othertenant")])
         assert found == {} and warnings == []
+
+
+class TestCopiesByPosition:
+    """match_copies files each copy at its master's position; compute_statuses reads the pairs from there."""
+
+    def test_it_lists_each_masters_copy_at_its_position(self):
+        masters = Masters([img("a", size=1), img("b", size=2)], [img("old", size=3, hidden=True)])
+        listing = [img("old", id="r-old"), img("zzz"), img("a", id="1", checksum="x"), img("a", id="2")]
+        found, copies = match_copies("Burgos", listing, masters, "tenant1id", True, RecordingReporter())
+        assert [copy and copy.id for copy in copies] == ["2", None, "r-old"]
+        assert [found.get(master.name) for master in masters.images] == copies
+        assert masters.in_selection_order
+
+    def test_a_later_namesake_takes_the_name_and_the_order_is_lost(self):
+        visible, hidden = img("debian", id="m-new", checksum="new"), img("debian", id="m-old", hidden=True)
+        masters = Masters([visible, img("b")], [hidden])
+        assert masters.by_name == {"debian": hidden, "b": masters.images[1]}
+        assert masters.positions == {"debian": 0, "b": 1}
+        assert not masters.in_selection_order
+
+    def test_the_copies_give_the_statuses_and_region_map_of_a_lookup_by_name(self):
+        seen = set()
+        for seed in range(20):
+            by_position, by_name = self.both_ways(random.Random(seed))
+            assert by_position == by_name, f"seed {seed}"
+            seen.update(status for status, _, _ in by_position[0])
+        assert seen == set(STATUSES)
+
+    def both_ways(self, rng):
+        target = TargetPolicy(
+            name="master",
+            metadata_set=frozenset(rng.choice([(), ("type",)])),
+            replace=frozenset({"x"}),
+            rename=frozenset({"y"}),
+            dontupdate=frozenset({"z"}),
+        )
+        masters = [img(f"m{i}", checksum=f"c{i}", size=rng.randrange(5), id=f"m-{i}") for i in range(40)]
+        for master in masters:
+            master.user_properties = {"type": rng.choice("ab")}
+            if rng.random() < 0.2:
+                master.user_properties["kernel_id"] = rng.choice([*masters, img("not-a-master")]).name
+        masters.sort(key=lambda m: (m.size, m.name))
+        listing = []
+        for master in masters:
+            for _ in range(rng.choice([0, 1, 1, 1, 2])):
+                copy = img(master.name, checksum=rng.choice([master.checksum] * 4 + ["x", "y", "z", "w"]))
+                copy.user_properties = dict(master.user_properties) if rng.random() < 0.8 else {"type": "c"}
+                copy.is_public = rng.random() < 0.9
+                listing.append(copy)
+        rng.shuffle(listing)
+        found, copies = match_copies("Burgos", listing, Masters(masters), "tenant1id", True, RecordingReporter())
+
+        def outcome(statuses, region_map):
+            return [(e.status, e.master.id, e.region_image and e.region_image.id) for e in statuses], region_map
+
+        return outcome(*compute_statuses(masters, found, target, copies=copies)), outcome(
+            *compute_statuses(masters, found, target)
+        )
 
 
 def test_missing_ami_references_name_the_properties_the_region_lacks():
