@@ -355,11 +355,11 @@ def _parse_tail(
     status, size, checksum, owner, public, props, *lifecycle = fields
     size_value = _size(size)  # before the properties, as _row_image: a row with both wrong names the size
     properties, flat = _parse_properties(props)
-    return (
-        status,
+    return (  # strings the status step compares for every image, interned: equal ones are one object
+        intern(status),
         size_value,
         intern(checksum) if checksum else None,
-        owner or None,
+        intern(owner) if owner else None,
         public == "True" or public.strip() == "True",
         properties,
         flat,
@@ -396,8 +396,8 @@ def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
 
 
 def _row_image(row: list[str]) -> Image | None:
-    """The image of one csv row, None for a blank row. Names and checksums are interned (the status step
-    compares them by the million), the properties parse is cached and each image gets its own copy."""
+    """The image of one csv row, None for a blank row. Names, checksums, owners and states are interned (the
+    status step compares them by the million), the properties parse is cached and each image gets its own copy."""
     lifecycle: list[str] = []
     if len(row) != COLUMNS:
         if _is_blank(row):
@@ -413,11 +413,11 @@ def _row_image(row: list[str]) -> Image | None:
         intern(name),
         image_id,
         region,
-        owner or None,
+        intern(owner) if owner else None,
         public == "True" or public.strip() == "True",
         intern(checksum) if checksum else None,
         size_value,
-        status,
+        intern(status),
         dict(properties) if flat else copy.deepcopy(properties),
     )
     if lifecycle:

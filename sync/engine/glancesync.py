@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from operator import itemgetter, not_
+from sys import intern
 from typing import Any, TextIO
 
 from sync.clouds.base import Cloud, ImageSource, TargetSession
@@ -223,8 +224,8 @@ class GlanceSync:
         return self._sessions[target]
 
     def tenant_id(self, target: str) -> str:
-        if target not in self._tenant_ids:
-            self._tenant_ids[target] = self.session(target).tenant_id()
+        if target not in self._tenant_ids:  # interned: the matching compares it with every image's owner
+            self._tenant_ids[target] = intern(self.session(target).tenant_id())
         return self._tenant_ids[target]
 
     def selected(self, target: str) -> list[Image]:
