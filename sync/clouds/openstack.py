@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from sys import intern
 from typing import Any
 from urllib.parse import quote
 
@@ -429,14 +430,14 @@ def image_from_glance(item: dict[str, Any], region: str) -> Image:
     # Active too: the data arrived but was never verified (the run died, or the delete of bad data failed).
     extra["unfinished_upload"] = UPLOAD_MARKER in item
     return Image(
-        name=item.get("name") or "",
+        name=_interned(item.get("name") or ""),
         id=item["id"],
         region=region,
-        owner=item.get("owner"),
+        owner=_interned(item.get("owner")),
         is_public=item.get("visibility") == "public",
-        checksum=item.get("checksum"),
+        checksum=_interned(item.get("checksum")),
         size=item.get("size") or 0,
-        status=item.get("status", ""),
+        status=_interned(item.get("status", "")),
         user_properties=properties,
         extra=extra,
         visibility=item.get("visibility") if item.get("visibility") in VISIBILITIES else "private",
@@ -444,6 +445,12 @@ def image_from_glance(item: dict[str, Any], region: str) -> Image:
         tags=frozenset(item.get("tags") or ()),
         protected=bool(item.get("protected")),
     )
+
+
+def _interned(value: Any) -> Any:
+    """A string the status step compares for every image (name, checksum, owner, state) as one shared object,
+    as the file cloud reads them: equal ones then compare by identity, without reading either from memory."""
+    return intern(value) if type(value) is str else value
 
 
 def glance_properties(properties: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,19 @@ def test_it_maps_the_lifecycle_fields():
     assert "tags" not in image.user_properties and "os_hidden" not in image.user_properties
 
 
+def test_it_reads_the_compared_strings_as_shared_objects():
+    def fresh(text):  # an equal string that is another object, as each decoded JSON document gives
+        return "".join(list(text))
+
+    fields = {"name": "cirros", "owner": "p1", "status": "active", "checksum": "abc"}
+    items = [{**GLANCE_IMAGE, **{key: fresh(value) for key, value in fields.items()}} for _ in "ab"]
+    assert items[0]["owner"] is not items[1]["owner"]
+    first, second = (image_from_glance(item, "R") for item in items)
+    assert first.name is second.name and first.owner is second.owner and first.status is second.status
+    assert first.checksum is second.checksum and first.status is "active"  # noqa: F632 (identity is the point)
+    assert image_from_glance({**GLANCE_IMAGE, "owner": None}, "R").owner is None
+
+
 def test_it_treats_only_public_as_public():
     assert image_from_glance({**GLANCE_IMAGE, "visibility": "public"}, "R").is_public
     assert not image_from_glance({**GLANCE_IMAGE, "visibility": "community"}, "R").is_public
