@@ -390,7 +390,8 @@ UNREADABLE_ALERT_AFTER = 2  # refreshes in a row: a blip pages nobody
 SNAPSHOT_FORMAT = 1  # bump when the same inputs should give another snapshot without a code change in _CODE
 # sync/... whose source the snapshot depends on; the drivers' too, for their listing fingerprints
 _CODE = ("engine", "clouds", "snapshot.py", "models/snapshot.py")
-_IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name != "tags")  # tags: a frozenset, sorted apart
+# tags (a frozenset, sorted) and user_properties (maybe SharedProperties, which marshal refuses) go apart
+_IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name not in ("tags", "user_properties"))
 _image_values = attrgetter(*_IMAGE_FIELDS)
 _POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
 
@@ -441,7 +442,8 @@ def _images(images: list[Image]) -> bytes:
     """Every field of every image, in the listing's order (which the engine's matching may depend on), by
     value: marshal's version 0 gives equal bytes for equal values in any process (frozensets aside: sorted)."""
     tags = [(index, sorted(image.tags)) for index, image in enumerate(images) if image.tags]
-    return marshal.dumps((list(map(_image_values, images)), tags), 0)
+    properties = [dict(image.user_properties) for image in images]
+    return marshal.dumps((list(map(_image_values, images)), properties, tags), 0)
 
 
 def _policy(policy: TargetPolicy) -> tuple:

@@ -457,7 +457,7 @@ def test_the_password_is_no_input(inputs):
 
 def test_a_property_marshal_cannot_write_makes_the_region_computed_every_time(inputs):
     engine, ref, listing, _ = inputs
-    listing[0].user_properties["when"] = object()
+    listing[0].user_properties = listing[0].user_properties | {"when": object()}
     assert snapshot.region_inputs(engine, ref, listing, snapshot.master_inputs(engine)) == ""
     assert snapshot.region_inputs(engine, ref, listing[1:], b"") == ""
 

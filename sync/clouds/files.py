@@ -276,7 +276,7 @@ class FileTargetSession:
             with self.cloud.region_lock(key):
                 stored = self._existing(key, "Error uploading image")[new_id]
                 stored.status = image.status
-                stored.user_properties.pop(UPLOAD_MARKER)
+                stored.user_properties = _without_marker(stored.user_properties)
                 self.cloud.save(key)
         except BaseException:
             self.delete_image(region, new_id)
@@ -345,9 +345,16 @@ def _unmarked(images: list[Image]) -> list[Image]:
     """The images with the upload marker taken out of their properties, an unfinished upload marked in extra."""
     for image in images:  # a membership test first: this runs for every image of every listing
         properties = image.user_properties
-        if UPLOAD_MARKER in properties and properties.pop(UPLOAD_MARKER) is not None:
-            image.extra["unfinished_upload"] = image.status != "active"
+        if UPLOAD_MARKER in properties:
+            image.user_properties = _without_marker(properties)
+            if properties[UPLOAD_MARKER] is not None:
+                image.extra["unfinished_upload"] = image.status != "active"
     return images
+
+
+def _without_marker(properties: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: a listing's properties may be shared with other images (SharedProperties, read-only)."""
+    return {key: value for key, value in properties.items() if key != UPLOAD_MARKER}
 
 
 def _first_repeated_id(images: list[Image]) -> str:

@@ -23,7 +23,7 @@ from sys import intern
 from typing import IO, Any
 
 from sync.engine.memory import collector_paused
-from sync.engine.model import VISIBILITIES, GlanceSyncError, Image
+from sync.engine.model import NO_PROPERTIES, VISIBILITIES, GlanceSyncError, Image, SharedProperties
 
 COLUMNS = 9
 LIFECYCLE_COLUMNS = 3  # visibility, hidden, tags
@@ -142,8 +142,8 @@ def _fast_images(lines: list[str], source_name: str) -> list[Image]:
         status, size, checksum, owner, public, properties, flat, lifecycle = parsed
         if parts[0] != region:  # every row of a file names the same region: one string for all
             region = parts[0]
-        # The parse is shared by every row of the same text: each image gets a copy (a deep one for nested
-        # values, never seen in Glance), so changing an image's properties never changes another's.
+        # The parse is shared by every row of the same text: flat properties are read-only and shared, nested
+        # values (never seen in Glance) a deep copy, so changing an image's properties never changes another's.
         image = listed(
             intern(parts[1]),  # the status step compares names by the million: by identity when interned
             parts[2],
@@ -153,7 +153,7 @@ def _fast_images(lines: list[str], source_name: str) -> list[Image]:
             checksum,
             size,
             status,
-            properties.copy() if flat else copy.deepcopy(properties),
+            properties if flat else copy.deepcopy(properties),
         )
         if lifecycle:
             try:
@@ -397,7 +397,7 @@ def _images(reader: Iterator[list[str]]) -> Iterator[Image]:
 
 def _row_image(row: list[str]) -> Image | None:
     """The image of one csv row, None for a blank row. Names, checksums, owners and states are interned (the
-    status step compares them by the million), the properties parse is cached and each image gets its own copy."""
+    status step compares them by the million); the properties parse is cached and shared (SharedProperties)."""
     lifecycle: list[str] = []
     if len(row) != COLUMNS:
         if _is_blank(row):
@@ -418,7 +418,7 @@ def _row_image(row: list[str]) -> Image | None:
         intern(checksum) if checksum else None,
         size_value,
         intern(status),
-        dict(properties) if flat else copy.deepcopy(properties),
+        properties if flat else copy.deepcopy(properties),
     )
     if lifecycle:
         _set_lifecycle(image, *lifecycle)
@@ -480,18 +480,20 @@ _CONSTANTS = {"True": True, "False": False, "None": None}
 
 @lru_cache(maxsize=32768)  # what the tails miss: 20,000 masters' properties and a region's own (LRU)
 def _parse_properties(text: str) -> tuple[dict[str, Any], bool]:
-    """(the dict literal, True if all its values are immutable scalars). Never evaluates code."""
+    """(the dict literal, True if all its values are immutable scalars: then SharedProperties, which every
+    image of the same text shares). Never evaluates code."""
     if not text.strip():
-        return {}, True
+        return NO_PROPERTIES, True
     if _FLAT_DICT.fullmatch(text):
-        return _flat_dict(text), True
+        return SharedProperties(_flat_dict(text)), True
     try:
         value = ast.literal_eval(text.strip())  # also accepts the u'' prefixes of Python 2 backups
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise _RowError(f"properties {_clip(text)} are not a dict literal") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise _RowError(f"properties {_clip(text)} are not a dict literal with string keys")
-    return value, all(isinstance(v, _SCALARS) for v in value.values())
+    flat = all(isinstance(v, _SCALARS) for v in value.values())
+    return (SharedProperties(value) if flat else value), flat
 
 
 def _flat_dict(text: str) -> dict[str, Any]:

@@ -418,12 +418,12 @@ class GlanceSync:
         )
         in_order = copies if masters.in_selection_order else None
         if unmatched is None:
-            return compute_statuses(selected, found, target, retired, in_order)
+            return compute_statuses(selected, found, target, retired, in_order, masters.plain)
         first = RecordingReporter()  # its warnings count only if no copy has to be held back
         rotations = Rotations(ref.fullname, self.master, self.master_by_checksum, managed, target, tenant_id, first)
         rotated = rotations.follow(listing, found, unmatched)
         in_order = in_order if rotated is found else None  # the copies by position are those of `found`
-        statuses, region_map = compute_statuses(selected, rotated, target, retired, in_order)
+        statuses, region_map = compute_statuses(selected, rotated, target, retired, in_order, masters.plain)
         # error_ami leaves a copy untouched (spec §5.1): renaming the new build's namesake away is then not
         # done either, and the region keeps the original's status for it until the kernel/ramdisk are there.
         held = [] if rotated is found else [e for e in statuses if e.status == "error_ami" and is_renamed(e)]

@@ -34,6 +34,33 @@ STREAM, GLANCE_DOWNLOAD = "stream", "glance-download"
 IMPORT_STAGES = ("record created", "importing", "verifying", "done")
 
 
+class SharedProperties(dict):
+    """Properties that several images share, read-only: a backup file's reader gives every image of the same
+    property text (flat: scalar values only) one such dict. An identical copy's properties are then its
+    master's by identity, the status step's cheapest test, and a region holds one dict per distinct text.
+    To change an image's properties, give it a new dict: changing a shared one raises TypeError. Copies
+    (`copy()`, `|`, copy.copy, copy.deepcopy, pickle) are plain dicts."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("these image properties are shared with other images: give the image a new dict")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return dict, (dict(self),)
+
+
+NO_PROPERTIES = SharedProperties()
+
+
 class GlanceSyncError(Exception):
     """An error with a message meant for the operator (names region/image/cause, never a secret)."""
 
@@ -88,7 +115,8 @@ class Image:
     ) -> Image:
         """`Image(...)` of these fields for a driver's hot loop (millions of rows): the same image, built
         without __post_init__'s conversions, so the values must already be what it would make of them:
-        `size` an int, and `user_properties` a dict that belongs to this image alone (it is not copied)."""
+        `size` an int, and `user_properties` a dict that belongs to this image alone or SharedProperties
+        (it is not copied)."""
         image = cls.__new__(cls)
         image.name = name
         image.id = id
@@ -149,7 +177,7 @@ def _copied(value: Any, memo: dict[int, Any]) -> Any:
     kind = type(value)
     if kind in _ATOMIC or (kind is frozenset and all(type(item) in _ATOMIC for item in value)):
         return value
-    if kind is not dict:
+    if kind is not dict and kind is not SharedProperties:  # both copied below, into a plain dict
         return copy.deepcopy(value, memo)
     if id(value) in memo:
         return memo[id(value)]

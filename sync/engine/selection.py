@@ -47,10 +47,11 @@ def replace_ami_ids_by_names(master: dict[str, Image], reporter: Reporter) -> No
             if prop not in image.user_properties:
                 continue
             value = image.user_properties[prop]
+            # A new dict for the image: a listing's properties may be shared with other images (read-only).
             if not value:
-                del image.user_properties[prop]
+                image.user_properties = {k: v for k, v in image.user_properties.items() if k != prop}
             elif value in names_by_id:
-                image.user_properties[prop] = names_by_id[value]
+                image.user_properties = image.user_properties | {prop: names_by_id[value]}
             else:
                 reporter.warning(
                     f"Image {image.name} has {prop} {value}, which is not a usable master image; "

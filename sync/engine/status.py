@@ -25,7 +25,7 @@ class Masters:
     per target: the matching files a region's image at its master's position, so that the status step reads
     each (master, copy) pair by position instead of looking the name up (two dict probes a pair fewer)."""
 
-    __slots__ = ("by_name", "checksums", "checksum_at", "images", "positions", "in_selection_order")
+    __slots__ = ("by_name", "checksums", "checksum_at", "images", "plain", "positions", "in_selection_order")
 
     def __init__(self, selected: list[Image], retired: list[Image] | None = None) -> None:
         managed = selected + retired if retired else selected
@@ -36,6 +36,7 @@ class Masters:
         self.in_selection_order = len(self.images) == len(managed)
         self.checksum_at = [image.checksum for image in self.images]  # read in the matching without the image
         self.checksums = frozenset(self.checksum_at) - {None}
+        self.plain = [is_plain(image) for image in self.images]  # the status step then leaves their dicts unread
 
 
 def match_region_images(
@@ -113,16 +114,20 @@ def takes_its_name(image: Image, tenant_id: str) -> bool:
 def is_identical_copy(region: Image, master: Image) -> bool:
     """compute_statuses' first test, which makes a copy `ok` (the same rule, inlined there): the same content,
     properties, visibility, hidden flag and name, no master tags, and no kernel/ramdisk reference."""
+    rprops, mprops = region.user_properties, master.user_properties
     return (
         region.checksum == master.checksum
-        and region.user_properties == master.user_properties
-        and not master.tags
+        and is_plain(master)
+        and (rprops is mprops or rprops == mprops)
         and region.visibility == master.visibility
         and region.hidden == master.hidden
         and region.name == master.name
-        and "kernel_id" not in master.user_properties
-        and "ramdisk_id" not in master.user_properties
     )
+
+
+def is_plain(master: Image) -> bool:
+    """No tags and no kernel/ramdisk reference: a copy with the same fields is `ok` as it is."""
+    return not master.tags and "kernel_id" not in master.user_properties and "ramdisk_id" not in master.user_properties
 
 
 def _preference(image: Image, master: Image) -> tuple[bool, bool]:
@@ -229,11 +234,13 @@ def compute_statuses(
     target: TargetPolicy,
     retired: list[Image] | None = None,
     copies: list[Image | None] | None = None,
+    plain: list[bool] | None = None,
 ) -> tuple[list[ImageStatus], dict[str, Image]]:
     """Status of each selected master image (in the given order) against the region's matched images, and
     of each retired master image (hidden, community) whose copy the region has: that copy follows it.
-    `copies`, when given, is `found.get(master.name)` of each selected master, by position (from
-    match_copies, when no two managed masters share a name): the pairs are then read without a lookup.
+    `copies` and `plain`, when given, are `found.get(master.name)` and `is_plain(master)` of each selected
+    master, by position (from match_copies and Masters, when no two managed masters share a name): the
+    pairs are then read without a lookup, and the master's properties only when they differ from the copy's.
 
     Returns the statuses and the region map without the images about to be replaced or renamed.
     Unlike the original, every upload is known before the AMI check runs, so an AMI image waits for its
@@ -256,10 +263,13 @@ def compute_statuses(
     pending: set[str] = set()
     compared, has_set = _compared(target.metadata_set), bool(target.metadata_set)
     get, append = region_map.get, first_pass.append  # locals: this loop runs for every (region, image) pair
-    # The copies of the retired masters follow the selection's (not strict). Without copies, each is looked up
-    # as the loop goes: a master that shares a name with one before it sees that one's copy gone if replaced.
-    pairs = zip(images, copies, strict=False) if copies is not None else ((m, get(m.name)) for m in images)
-    for master, region in pairs:
+    # The retired masters' copies and flags follow the selection's (not strict). Without them, each is looked
+    # up as the loop goes: a master that shares a name with one before it sees that one's copy gone if replaced.
+    if copies is not None and plain is not None:
+        triples: Iterable[tuple[Image, Image | None, bool]] = zip(images, copies, plain, strict=False)
+    else:
+        triples = ((m, get(m.name), is_plain(m)) for m in images)
+    for master, region, is_plain_master in triples:
         if region is None:
             append(ImageStatus("pending_upload", master, None))
             pending.add(master.name)
@@ -270,13 +280,13 @@ def compute_statuses(
                 pending.add(master.name)
             append(ImageStatus(status, master, region))
         elif (  # is_identical_copy, inlined (this runs for every pair): keep the two alike, the twins rely on it
-            region.user_properties == master.user_properties  # most copies: identical, checked inline
-            and not master.tags
+            is_plain_master
+            and (  # most copies: identical, mostly one shared dict (SharedProperties)
+                region.user_properties is master.user_properties or region.user_properties == master.user_properties
+            )
             and region.visibility == master.visibility
             and region.hidden == master.hidden
             and region.name == master.name
-            and "kernel_id" not in master.user_properties
-            and "ramdisk_id" not in master.user_properties
         ):
             append(ImageStatus("ok", master, region))
         else:
@@ -295,7 +305,7 @@ def _copy_status(region: Image, master: Image, compared: tuple[str, ...], has_se
     """ok or pending_metadata for a copy with the master's content; "" when kernel/ramdisk references make
     it wait for _ami_status. Equal property dicts (most copies) spare the property-by-property comparison."""
     rprops, mprops = region.user_properties, master.user_properties
-    if rprops == mprops:
+    if rprops is mprops or rprops == mprops:
         if "kernel_id" in mprops or "ramdisk_id" in mprops:
             return ""
         if (

@@ -1,6 +1,8 @@
 """The backup CSV format (spec §6.1): lossless and byte-compatible with the original's files."""
 
+import copy
 import io
+import pickle
 from pathlib import Path
 
 import pytest
@@ -168,11 +170,29 @@ def test_it_accepts_a_row_without_the_properties_column():
     assert row.user_properties == {}
 
 
-def test_each_image_gets_its_own_properties_dict():
+def test_images_of_the_same_properties_share_one_read_only_dict():
     first, second = read_text("B,a,1,active,5,c,o,True,{'a': 1}\r\nB,b,2,active,5,c,o,True,{'a': 1}\r\n")
-    first.user_properties["a"] = 2
-    assert second.user_properties == {"a": 1}
+    assert first.user_properties is second.user_properties
+    with pytest.raises(TypeError, match="give the image a new dict"):
+        first.user_properties["a"] = 2
+    first.user_properties = first.user_properties | {"a": 2}
+    assert second.user_properties == {"a": 1} and first.user_properties == {"a": 2}
     assert read_text("B,a,1,active,5,c,o,True,{'a': 1}\r\n")[0].user_properties == {"a": 1}
+
+
+def test_a_copy_of_shared_properties_is_a_plain_dict():
+    (image,) = read_text("B,a,1,active,5,c,o,True,{'a': 1}\r\n")
+    shared = image.user_properties
+    copies = [shared.copy(), dict(shared), shared | {}, copy.copy(shared), copy.deepcopy(shared)]
+    copies += [
+        pickle.loads(pickle.dumps(shared)),
+        image.copy().user_properties,
+        Image("x", "1", "B", user_properties=shared).user_properties,
+    ]
+    for each in copies:
+        assert type(each) is dict and each == {"a": 1}
+        each["a"] = 2  # mutable
+    assert shared == {"a": 1}
 
 
 def test_nested_property_values_are_not_shared_between_images():

@@ -67,7 +67,7 @@ def test_it_parses_each_distinct_string_once():
 def test_rows_that_share_a_tail_still_get_their_own_names_ids_and_properties():
     first, second = read_text(row("a", "{'type': 'x', 'nid': 1}", "1") + row("b", "{'type': 'x', 'nid': 1}", "2"))
     assert (first.name, first.id, second.name, second.id) == ("a", "1", "b", "2")
-    first.user_properties["nid"] = 2
+    first.user_properties = first.user_properties | {"nid": 2}
     assert second.user_properties == {"type": "x", "nid": 1}
 
 
@@ -99,6 +99,10 @@ def _literal(text: str) -> dict:
 def test_a_change_to_one_image_s_properties_never_reaches_another_or_the_cache():
     text = row("a", "{'type': 'x', 'nid': 1}", "1") + row("b", "{'type': 'x', 'nid': 1}", "2")
     first, second = read_text(text)
+    for change in (lambda p: p.update(nid=2), lambda p: p.pop("type"), lambda p: p.__setitem__("new", True)):
+        with pytest.raises(TypeError):  # shared (SharedProperties): read-only in place
+            change(first.user_properties)
+    first.user_properties = dict(first.user_properties)  # a change gives the image its own dict
     first.user_properties["nid"] = 2
     first.user_properties.pop("type")
     first.user_properties["new"] = True

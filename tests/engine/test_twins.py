@@ -313,7 +313,7 @@ def test_a_region_changed_in_memory_is_not_read_from_its_file(tmp_path, change):
     region = cloud.region("Burgos")  # loaded: this run's changes are in memory, maybe not saved
     assert region is not None
     if change == "properties":
-        region["r0"].user_properties["type"] = "changed"
+        region["r0"].user_properties = region["r0"].user_properties | {"type": "changed"}
     else:
         region["r0"].status = "killed"
     engine = GlanceSync(config(), cloud, RecordingReporter())
