@@ -225,7 +225,8 @@ class GlanceSync:
 
     def tenant_id(self, target: str) -> str:
         if target not in self._tenant_ids:  # interned: the matching compares it with every image's owner
-            self._tenant_ids[target] = intern(self.session(target).tenant_id())
+            tenant_id = self.session(target).tenant_id()
+            self._tenant_ids[target] = intern(tenant_id) if type(tenant_id) is str else tenant_id
         return self._tenant_ids[target]
 
     def selected(self, target: str) -> list[Image]:

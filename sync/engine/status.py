@@ -49,7 +49,7 @@ def match_region_images(
     unmatched: list[Image] | None = None,
 ) -> dict[str, Image]:
     """Map each selected master name to the region image that stands for it (spec §2.3): match_copies for
-    masters given by name."""
+    masters given by name (each under its own name)."""
     masters = Masters(list(selected.values()))
     return match_copies(fullname, images, masters, tenant_id, only_tenant_images, reporter, unmatched)[0]
 
