@@ -393,6 +393,7 @@ _CODE = ("engine", "clouds", "snapshot.py", "models/snapshot.py")
 # tags (a frozenset, sorted) and user_properties (maybe SharedProperties, which marshal refuses) go apart
 _IMAGE_FIELDS = tuple(f.name for f in fields(Image) if f.name not in ("tags", "user_properties"))
 _image_values = attrgetter(*_IMAGE_FIELDS)
+_properties = attrgetter("user_properties")
 _POLICY_FIELDS = tuple(f.name for f in fields(TargetPolicy) if f.name != "password")  # no secret, even hashed
 
 
@@ -442,7 +443,7 @@ def _images(images: list[Image]) -> bytes:
     """Every field of every image, in the listing's order (which the engine's matching may depend on), by
     value: marshal's version 0 gives equal bytes for equal values in any process (frozensets aside: sorted)."""
     tags = [(index, sorted(image.tags)) for index, image in enumerate(images) if image.tags]
-    properties = [dict(image.user_properties) for image in images]
+    properties = [p if type(p) is dict else dict(p) for p in map(_properties, images)]  # a Glance's: plain
     return marshal.dumps((list(map(_image_values, images)), properties, tags), 0)
 
 
